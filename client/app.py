@@ -1,0 +1,64 @@
+"""The ClientApp: message in, plain function, message out. Nothing else lives here.
+
+Reply layout (``RecordDict``):
+- ``arrays`` (ArrayRecord): generator + discriminator weights; absent when the site did not train;
+- ``metrics`` (MetricRecord): ``num-examples``, ``epsilon`` (cumulative), ``delta``, losses and
+  the round's DP-SGD parameters;
+- ``site`` (ConfigRecord): ``site-id``, ``status`` (trained | budget-exhausted | error), ``message``.
+Only weights and numbers leave the site: no image, no header value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from client.privacy_ledger import PrivacyLedger
+from client.site import load_data, site_config
+from client.training_round import train_round
+from medgan_models.protocol import ARRAYS, CONFIG, ERROR, METRICS, SITE
+
+LEDGER_STATE_KEY = "privacy-ledger"
+log = logging.getLogger("medgan.client")
+
+
+def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
+    """A ClientApp whose run config is ``context.run_config`` updated with ``overrides``."""
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        site_id = f"site-{context.node_config.get('partition-id', context.node_id)}"
+        try:
+            config, site = site_config(context.run_config, context.node_config, overrides)
+            site_id = site.site_id
+            state_ledger = None
+            if LEDGER_STATE_KEY in context.state:
+                state_ledger = PrivacyLedger.from_config_record(context.state[LEDGER_STATE_KEY])
+            server_round = int(msg.content[CONFIG]["server-round"])
+            weights = msg.content[ARRAYS].to_torch_state_dict()
+            outcome = train_round(weights, server_round, config, site, load_data(config, site),
+                                  state_ledger)
+        except Exception as error:  # reported to the server, which names the site
+            log.exception("%s failed", site_id)
+            info = ConfigRecord({"site-id": site_id, "status": ERROR,
+                                 "message": f"{site_id}: {type(error).__name__}: {error}"})
+            return Message(RecordDict({SITE: info}), reply_to=msg)
+        context.state[LEDGER_STATE_KEY] = outcome.ledger.to_config_record()
+        content = RecordDict({
+            METRICS: MetricRecord(outcome.metrics),
+            SITE: ConfigRecord({"site-id": site.site_id, "status": outcome.status,
+                                  "message": outcome.message}),
+        })
+        if outcome.weights is not None:
+            content[ARRAYS] = ArrayRecord(outcome.weights)
+        return Message(content, reply_to=msg)
+
+    return app
+
+
+app = build_client_app()

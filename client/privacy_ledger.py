@@ -1,0 +1,129 @@
+"""A site's privacy ledger: every DP-SGD step it ever took, so epsilon covers the WHOLE run.
+
+Flower's Opacus example builds a new PrivacyEngine each round and so reports a per-round
+epsilon. Here each round appends (round, noise multiplier, sample rate, steps) to a ledger
+that lives in the node's ``context.state`` *and* in a JSON file on the site's own disk, so a
+restarted process, a resumed run or a re-joining site continues the count, never restarts it.
+Epsilon is computed by composing the whole history with an Opacus accountant (PRV or RDP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from flwr.app import ConfigRecord
+from opacus.accountants import create_accountant
+
+LEDGER_FILE = "privacy_ledger.json"
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """The DP-SGD steps of one local round."""
+
+    round: int
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+
+
+@dataclass
+class PrivacyLedger:
+    """The ordered DP-SGD history of one site."""
+
+    entries: list[LedgerEntry] = field(default_factory=list)
+
+    @property
+    def total_steps(self) -> int:
+        """DP-SGD steps taken so far."""
+        return sum(e.steps for e in self.entries)
+
+    @property
+    def rounds(self) -> list[int]:
+        """The rounds in which this site trained."""
+        return [e.round for e in self.entries]
+
+    def add(self, entry: LedgerEntry) -> None:
+        """Record one round's steps (a zero-step round records nothing)."""
+        if entry.steps > 0:
+            self.entries.append(entry)
+
+    def accountant_history(self) -> list[tuple[float, float, int]]:
+        """(noise multiplier, sample rate, steps) runs, merged as Opacus' own accountant does."""
+        history: list[tuple[float, float, int]] = []
+        for e in self.entries:
+            if history and history[-1][:2] == (e.noise_multiplier, e.sample_rate):
+                sigma, q, steps = history[-1]
+                history[-1] = (sigma, q, steps + e.steps)
+            else:
+                history.append((e.noise_multiplier, e.sample_rate, e.steps))
+        return history
+
+    def epsilon(self, delta: float, accountant: str = "prv") -> float:
+        """Epsilon of the whole history at ``delta`` (0 before any step)."""
+        history = self.accountant_history()
+        if not history:
+            return 0.0
+        if any(sigma <= 0 for sigma, _, _ in history):
+            return float("inf")  # a non-private step: no finite guarantee
+        composed = create_accountant(mechanism=accountant)
+        composed.history = history
+        with warnings.catch_warnings():  # RDP's "optimal order is the largest alpha" hint
+            warnings.filterwarnings("ignore", message="Optimal order")
+            return float(composed.get_epsilon(delta=delta))
+
+    def epsilon_after(self, entry: LedgerEntry, delta: float, accountant: str = "prv") -> float:
+        """Epsilon this ledger would reach if ``entry`` were added (for budget checks)."""
+        return PrivacyLedger([*self.entries, entry]).epsilon(delta, accountant)
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def to_config_record(self) -> ConfigRecord:
+        """Columns of plain lists, as Flower's ConfigRecord (``context.state``) can hold."""
+        return ConfigRecord({
+            "round": [e.round for e in self.entries],
+            "noise-multiplier": [float(e.noise_multiplier) for e in self.entries],
+            "sample-rate": [float(e.sample_rate) for e in self.entries],
+            "steps": [e.steps for e in self.entries],
+        })
+
+    @classmethod
+    def from_config_record(cls, record: ConfigRecord) -> PrivacyLedger:
+        """Inverse of :meth:`to_config_record`."""
+        columns = zip(record["round"], record["noise-multiplier"], record["sample-rate"],
+                      record["steps"], strict=True)
+        return cls([LedgerEntry(int(r), float(s), float(q), int(n)) for r, s, q, n in columns])
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file + rename): a crash never leaves a half-written ledger."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"version": 1, "entries": [asdict(e) for e in self.entries]}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger-", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> PrivacyLedger:
+        """Read a ledger file; a missing file is an empty ledger, a corrupt one an error."""
+        if not path.exists():
+            return cls()
+        try:
+            payload = json.loads(path.read_text())
+            return cls([LedgerEntry(**e) for e in payload["entries"]])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"privacy ledger {path} is corrupt ({error}); refusing to restart the count at 0"
+            ) from None
+
+
+def most_complete(*ledgers: PrivacyLedger) -> PrivacyLedger:
+    """The ledger that has recorded the most steps (conservative when copies disagree)."""
+    return max(ledgers, key=lambda ledger: (ledger.total_steps, len(ledger.entries)))

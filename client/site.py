@@ -1,0 +1,63 @@
+"""Who this site is and where its data and state live: node config + run config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from client.data import SiteData, load_site_dataset
+from medgan_models.config import ConfigError, RunConfig
+
+# Run-config keys a site may override for itself in its node config (e.g. its own data).
+SITE_OVERRIDABLE = ("data", "state-dir", "max-epsilon", "device", "samples-per-site")
+NODE_KEYS = ("partition-id", "num-partitions", "site-name", *SITE_OVERRIDABLE)
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """One site's identity and local settings."""
+
+    site_id: str
+    partition_id: int
+    num_partitions: int
+    state_dir: Path
+
+    @property
+    def ledger_dir(self) -> Path:
+        """Folder of this site's privacy ledger on its own disk."""
+        return self.state_dir / self.site_id
+
+
+def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any],
+                overrides: Mapping[str, Any] | None = None) -> tuple[RunConfig, SiteSettings]:
+    """Merge run config, local overrides and node config into (RunConfig, SiteSettings)."""
+    unknown = [k for k in node_config if k not in NODE_KEYS]
+    if unknown:
+        raise ConfigError(f"unknown node-config key(s) {unknown}; known: {list(NODE_KEYS)}")
+    merged = {**run_config, **(overrides or {})}
+    merged.update({k: v for k, v in node_config.items() if k in SITE_OVERRIDABLE})
+    config = RunConfig.from_mapping(merged)
+    partition_id = int(node_config.get("partition-id", 0))
+    num_partitions = int(node_config.get("num-partitions", 1))
+    if not 0 <= partition_id < num_partitions:
+        raise ConfigError(f"partition-id {partition_id} is not in [0, {num_partitions})")
+    site_id = str(node_config.get("site-name", f"site-{partition_id}"))
+    state_dir = Path(config.state_dir or Path(config.out_dir) / "site-state")
+    return config, SiteSettings(site_id, partition_id, num_partitions, state_dir)
+
+
+def load_data(config: RunConfig, site: SiteSettings) -> SiteData:
+    """This site's training images (cached per process: rounds do not re-read the data)."""
+    return _load_cached(config.data, site.partition_id, site.num_partitions, config.image_size,
+                        config.channels, config.alpha or None, config.seed,
+                        config.samples_per_site)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(source: str, site: int, num_sites: int, image_size: int, channels: int,
+                 alpha: float | None, seed: int, samples_per_site: int) -> SiteData:
+    return load_site_dataset(source, site, num_sites, image_size, channels, alpha=alpha,
+                             seed=seed, samples_per_site=samples_per_site)

@@ -1,0 +1,83 @@
+"""One federated round at a site, as a plain function (no Flower types in or out).
+
+Order matters for honesty: the ledger is read (from ``context.state`` or disk, whichever has
+recorded more), the budget is checked BEFORE any step, and the new entry is written to disk
+before the weights leave the site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from client.data import SiteData
+from client.dp_training import derive_noise_multiplier, resolve_device, sample_rate_for, train_locally
+from client.privacy_ledger import LEDGER_FILE, LedgerEntry, PrivacyLedger, most_complete
+from client.site import SiteSettings
+from medgan_models.config import RunConfig
+from medgan_models.networks import build_models
+from medgan_models.protocol import BUDGET_EXHAUSTED, TRAINED
+from medgan_models.weights import load_pair_state, pair_state
+
+
+@dataclass
+class RoundOutcome:
+    """What a site reports after a round; ``weights`` is None when it did not train."""
+
+    status: str
+    message: str
+    metrics: dict[str, float]
+    ledger: PrivacyLedger
+    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+
+def ledger_path(site: SiteSettings) -> Path:
+    """Where this site's privacy ledger lives on its own disk."""
+    return site.ledger_dir / LEDGER_FILE
+
+
+def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_round: int,
+                config: RunConfig, site: SiteSettings, data: SiteData,
+                state_ledger: PrivacyLedger | None = None) -> RoundOutcome:
+    """Train one round locally under DP, unless that would pass the site's ``max-epsilon``."""
+    ledger = most_complete(state_ledger or PrivacyLedger(), PrivacyLedger.load(ledger_path(site)))
+    noise_multiplier = derive_noise_multiplier(config, len(data))
+    planned = LedgerEntry(server_round, noise_multiplier,
+                          sample_rate_for(len(data), config.batch_size), config.local_steps)
+    spent = ledger.epsilon(config.delta, config.accountant)
+    next_epsilon = ledger.epsilon_after(planned, config.delta, config.accountant)
+    base = {
+        "num-examples": len(data),
+        "delta": config.delta,
+        "max-grad-norm": config.max_grad_norm,
+        "noise-multiplier": noise_multiplier,
+        "sample-rate": planned.sample_rate,
+    }
+    if next_epsilon > config.max_epsilon * (1 + 1e-9):
+        message = (f"{site.site_id}: another round would spend epsilon {next_epsilon:.3f} > "
+                   f"max-epsilon {config.max_epsilon:g} (spent so far {spent:.3f}); not training")
+        return RoundOutcome(BUDGET_EXHAUSTED, message,
+                            {**base, "epsilon": spent, "steps": 0}, ledger)
+
+    generator, discriminator = build_models(config)
+    load_pair_state(generator, discriminator, global_weights)
+    result = train_locally(generator, discriminator, data, config, noise_multiplier,
+                           resolve_device(config.device),
+                           seed=config.seed * 100_003 + server_round * 1_009 + site.partition_id)
+    ledger.add(LedgerEntry(server_round, result.noise_multiplier, result.sample_rate,
+                           result.steps))
+    ledger.save(ledger_path(site))
+    epsilon = ledger.epsilon(config.delta, config.accountant)
+    metrics = {
+        **base,
+        "epsilon": epsilon,
+        "steps": result.steps,
+        "d-loss": result.d_loss,
+        "g-loss": result.g_loss,
+        "train-seconds": result.seconds,
+    }
+    message = f"{site.site_id}: trained {result.steps} DP steps, epsilon {epsilon:.3f}"
+    return RoundOutcome(TRAINED, message, metrics, ledger, pair_state(generator, discriminator))

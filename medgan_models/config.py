@@ -1,0 +1,149 @@
+"""The run configuration: one object, built once from kebab-case keys, validated up front.
+
+Both sides read it: the ServerApp from ``context.run_config`` and the ClientApp from the
+same run config (plus its node config). Keys are those of ``[tool.flwr.app.config]`` in
+``pyproject.toml``; an unknown key is an error that suggests the closest known one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128)
+LOSSES = ("minimax", "wasserstein")
+ACCOUNTANTS = ("prv", "rdp")
+
+
+class ConfigError(ValueError):
+    """A run-config value or key is wrong; the message names it."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; field names are the kebab-case keys with '_' for '-'."""
+
+    num_rounds: int = 5
+    image_size: int = 32
+    channels: int = 1
+    num_classes: int = 2
+    loss: str = "minimax"
+    local_steps: int = 40  # DP discriminator steps per round
+    discriminator_steps: int = 1  # discriminator steps per generator step
+    batch_size: int = 64
+    learning_rate_generator: float = 2e-4
+    learning_rate_discriminator: float = 2e-4
+    latent_dim: int = 64
+    base_channels: int = 32
+    # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
+    target_epsilon: float = 10.0
+    max_epsilon: float = 10.0
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    noise_multiplier: float = 0.0  # 0 = derive it from target-epsilon over the planned rounds
+    accountant: str = "prv"
+    wgan_clip: float = 0.01
+    augment: bool = False
+    # Federation
+    min_sites: int = 2
+    round_timeout: float = 3600.0
+    data: str = "phantom"
+    samples_per_site: int = 600
+    alpha: float = 0.0  # 0 = IID split of a pooled source; > 0 = Dirichlet concentration
+    seed: int = 0
+    device: str = "auto"
+    out_dir: str = "runs/flwr"
+    resume: str = ""
+    state_dir: str = ""  # where a site keeps its privacy ledger; "" = <out-dir>/site-state
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Build from kebab-case (or snake_case) keys; reject unknown keys and bad values."""
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                kebab = sorted(k.replace("_", "-") for k in known)
+                close = difflib.get_close_matches(key.replace("_", "-"), kebab, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"unknown config key '{key}'{hint}")
+            kwargs[name] = _coerce(name, value, cls.__dataclass_fields__[name].type)
+        config = cls(**kwargs)
+        config.validate()
+        return config
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Kebab-case dict of every value (what a checkpoint stores and a run config holds)."""
+        out = dataclasses.asdict(self)
+        return {k.replace("_", "-"): v for k, v in out.items()}
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A validated copy with some fields changed (snake_case names)."""
+        config = dataclasses.replace(self, **changes)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad value."""
+        checks = [
+            (self.image_size in SUPPORTED_IMAGE_SIZES,
+             f"image-size {self.image_size} is not supported; use one of {SUPPORTED_IMAGE_SIZES}"),
+            (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
+            (self.num_classes >= 0, "num-classes must be >= 0 (0 = unconditional)"),
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}, got '{self.loss}'"),
+            (self.accountant in ACCOUNTANTS,
+             f"accountant must be one of {ACCOUNTANTS}, got '{self.accountant}'"),
+            (self.num_rounds >= 1, "num-rounds must be >= 1"),
+            (self.local_steps >= 1, "local-steps must be >= 1"),
+            (self.batch_size >= 1, "batch-size must be >= 1"),
+            (self.discriminator_steps >= 1, "discriminator-steps must be >= 1"),
+            (self.target_epsilon > 0, "target-epsilon must be > 0"),
+            (self.max_epsilon > 0, "max-epsilon must be > 0"),
+            (0 < self.delta < 1, f"delta must be in (0, 1), got {self.delta}"),
+            (self.max_grad_norm > 0, "max-grad-norm must be > 0"),
+            (self.noise_multiplier >= 0, "noise-multiplier must be >= 0 (0 = derive)"),
+            (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
+            (self.min_sites >= 1, "min-sites must be >= 1"),
+            (self.samples_per_site >= 1, "samples-per-site must be >= 1"),
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             f"device must be auto, cpu or cuda, got '{self.device}'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the models take a class label."""
+        return self.num_classes > 1
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Convert a TOML/CLI value to the field's type, with a clear error."""
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes"):
+                    return True
+                if value.lower() in ("false", "0", "no"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "str":
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"config key '{name.replace('_', '-')}' expects {kind}, got {value!r}"
+        ) from None
+    return value

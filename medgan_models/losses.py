@@ -1,0 +1,79 @@
+"""GAN losses: non-saturating minimax and Wasserstein (with weight clipping).
+
+Discriminator losses are returned *per sample* so that the DP step can average them over a
+concatenated real + fake batch and Opacus can clip each sample's gradient on its own.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GanLoss(ABC):
+    """A pair of losses for the discriminator and the generator."""
+
+    @abstractmethod
+    def discriminator_real(self, scores: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss for real images' scores."""
+
+    @abstractmethod
+    def discriminator_fake(self, scores: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss for generated images' scores."""
+
+    @abstractmethod
+    def generator(self, fake_scores: torch.Tensor) -> torch.Tensor:
+        """Scalar generator loss from the discriminator's scores of its images."""
+
+    def after_discriminator_step(self, discriminator: nn.Module) -> None:
+        """Hook run after each discriminator update (e.g. to enforce a Lipschitz bound)."""
+
+
+class MinimaxLoss(GanLoss):
+    """The non-saturating GAN loss of Goodfellow et al. (2014)."""
+
+    def discriminator_real(self, scores: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-scores)
+
+    def discriminator_fake(self, scores: torch.Tensor) -> torch.Tensor:
+        return F.softplus(scores)
+
+    def generator(self, fake_scores: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-fake_scores).mean()
+
+
+class WassersteinLoss(GanLoss):
+    """WGAN (Arjovsky et al., 2017) with weight clipping as the Lipschitz constraint.
+
+    Clipping the weights after the noisy DP-SGD update is post-processing, so it costs no
+    privacy; a gradient penalty would need per-sample double backprop, which Opacus lacks.
+    """
+
+    def __init__(self, clip_value: float = 0.01) -> None:
+        self.clip_value = clip_value
+
+    def discriminator_real(self, scores: torch.Tensor) -> torch.Tensor:
+        return -scores
+
+    def discriminator_fake(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores
+
+    def generator(self, fake_scores: torch.Tensor) -> torch.Tensor:
+        return -fake_scores.mean()
+
+    @torch.no_grad()
+    def after_discriminator_step(self, discriminator: nn.Module) -> None:
+        for parameter in discriminator.parameters():
+            parameter.clamp_(-self.clip_value, self.clip_value)
+
+
+def make_loss(name: str, wgan_clip: float = 0.01) -> GanLoss:
+    """The loss called ``name`` ('minimax' or 'wasserstein')."""
+    if name == "minimax":
+        return MinimaxLoss()
+    if name == "wasserstein":
+        return WassersteinLoss(wgan_clip)
+    raise ValueError(f"unknown loss '{name}': use 'minimax' or 'wasserstein'")

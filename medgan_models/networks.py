@@ -1,0 +1,128 @@
+"""DCGAN-style generator and discriminator for square images (16-128 px, 1 or 3 channels).
+
+Both are optionally class-conditional: the generator concatenates a label embedding to the
+latent code; the discriminator uses a projection head (Miyato & Koyama, 2018). The
+discriminator sees real data, so it is the part trained with DP-SGD: it uses GroupNorm, never
+BatchNorm, and passes Opacus' ``ModuleValidator``. The generator never sees real data and may
+keep BatchNorm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import SUPPORTED_IMAGE_SIZES, RunConfig
+
+
+def _num_blocks(image_size: int) -> int:
+    """Number of x2 resampling blocks between 4x4 and ``image_size``."""
+    if image_size not in SUPPORTED_IMAGE_SIZES:
+        raise ValueError(
+            f"image size {image_size} is not supported; use one of {SUPPORTED_IMAGE_SIZES}"
+        )
+    return int(math.log2(image_size // 4))
+
+
+def _width(base_channels: int, level: int) -> int:
+    """Channel width at a resolution level (0 = full resolution), capped at 8x base."""
+    return base_channels * min(2**level, 8)
+
+
+class Generator(nn.Module):
+    """Latent code (+ label) -> image in [-1, 1] of shape (channels, size, size)."""
+
+    def __init__(self, image_size: int = 32, channels: int = 1, latent_dim: int = 64,
+                 num_classes: int = 0, base_channels: int = 32) -> None:
+        super().__init__()
+        blocks = _num_blocks(image_size)
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.label_embedding = nn.Embedding(num_classes, latent_dim) if num_classes > 1 else None
+        in_dim = latent_dim * (2 if self.label_embedding is not None else 1)
+        top = _width(base_channels, blocks - 1)
+        self.project = nn.Sequential(
+            nn.Linear(in_dim, top * 16, bias=False),
+            nn.Unflatten(1, (top, 4, 4)),
+            nn.BatchNorm2d(top),
+            nn.ReLU(inplace=True),
+        )
+        layers: list[nn.Module] = []
+        for level in range(blocks - 1, 0, -1):
+            c_in, c_out = _width(base_channels, level), _width(base_channels, level - 1)
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+        layers += [nn.ConvTranspose2d(_width(base_channels, 0), channels, 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate images from latent codes ``z`` (N, latent_dim) and optional labels (N,)."""
+        if self.label_embedding is not None:
+            if labels is None:
+                raise ValueError("this generator is class-conditional: pass labels")
+            z = torch.cat([z, self.label_embedding(labels)], dim=1)
+        return self.body(self.project(z))
+
+
+class Discriminator(nn.Module):
+    """Image (+ label) -> one real/fake score per sample. Opacus-compatible (GroupNorm)."""
+
+    def __init__(self, image_size: int = 32, channels: int = 1, num_classes: int = 0,
+                 base_channels: int = 32) -> None:
+        super().__init__()
+        blocks = _num_blocks(image_size)
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, _width(base_channels, 0), 4, 2, 1),
+            nn.LeakyReLU(0.2),
+        ]
+        for level in range(1, blocks):
+            c_in, c_out = _width(base_channels, level - 1), _width(base_channels, level)
+            layers += [
+                nn.Conv2d(c_in, c_out, 4, 2, 1),
+                nn.GroupNorm(min(8, c_out // 4), c_out),
+                nn.LeakyReLU(0.2),
+            ]
+        layers.append(nn.Flatten())
+        self.features = nn.Sequential(*layers)
+        feature_dim = _width(base_channels, blocks - 1) * 16
+        self.head = nn.Linear(feature_dim, 1)
+        self.num_classes = num_classes
+        self.projection = nn.Embedding(num_classes, feature_dim) if num_classes > 1 else None
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of shape (N,): higher means 'looks real'."""
+        phi = self.features(images)
+        score = self.head(phi).squeeze(1)
+        if self.projection is not None:
+            if labels is None:
+                raise ValueError("this discriminator is class-conditional: pass labels")
+            score = score + (self.projection(labels) * phi).sum(dim=1)
+        return score
+
+
+def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
+    """Generator and discriminator for a run config, with DCGAN initialisation."""
+    num_classes = config.num_classes if config.conditional else 0
+    generator = Generator(config.image_size, config.channels, config.latent_dim,
+                          num_classes, config.base_channels)
+    discriminator = Discriminator(config.image_size, config.channels, num_classes,
+                                  config.base_channels)
+    generator.apply(_dcgan_init)
+    discriminator.apply(_dcgan_init)
+    return generator, discriminator
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    """Normal(0, 0.02) weights for convolutions, as in Radford et al. (2016)."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d | nn.GroupNorm):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

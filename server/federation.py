@@ -1,0 +1,149 @@
+"""The round loop: send, validate, aggregate, record. Knows Flower only through the Grid.
+
+Each round ends with a checkpoint, a sample grid, a ``metrics.jsonl`` line and a fresh
+``summary.json``, in that order, so a crash loses at most the round in flight and
+``resume`` continues from the last checkpoint (the sites' ledgers continue epsilon).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+from flwr.serverapp import Grid
+
+from medgan_models.config import RunConfig
+from medgan_models.networks import build_models
+from medgan_models.sampling import class_labels, generator_from_state, sample_images, save_image_grid
+from medgan_models.weights import pair_state
+from server.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from server.run_records import RunRecorder, round_record
+from server.strategy import DPGanFedAvg, RoundReport
+
+log = logging.getLogger("medgan.server")
+SAMPLES_PER_CLASS = 32
+
+
+@dataclass
+class RunState:
+    """Where a run stands between rounds (restored from a checkpoint on resume)."""
+
+    next_round: int
+    weights: dict[str, torch.Tensor]
+    site_epsilons: dict[str, float]
+    excluded_sites: set[str]
+    seconds: float
+
+
+def initial_state(config: RunConfig) -> RunState:
+    """Fresh models (seeded), or the last checkpoint of ``config.resume``."""
+    if config.resume:
+        path = latest_checkpoint(Path(config.resume))
+        if path is None:
+            raise FileNotFoundError(f"--resume {config.resume}: no checkpoints/round_*.pt there")
+        ckpt = load_checkpoint(path)
+        log.info("resuming from %s (round %d done)", path, ckpt.round)
+        return RunState(ckpt.round + 1, ckpt.weights, dict(ckpt.site_epsilons),
+                        set(ckpt.excluded_sites), ckpt.seconds)
+    torch.manual_seed(config.seed)
+    generator, discriminator = build_models(config)
+    return RunState(1, pair_state(generator, discriminator), {}, set(), 0.0)
+
+
+def wait_for_sites(grid: Grid, strategy: DPGanFedAvg, min_sites: int, timeout: float) -> bool:
+    """Wait (up to ``timeout`` s) until ``min_sites`` eligible sites are connected."""
+    deadline = time.monotonic() + timeout
+    while (found := len(strategy.eligible_nodes(grid))) < min_sites:
+        if strategy.excluded_nodes and found + len(strategy.excluded_nodes) >= min_sites:
+            return False  # enough sites are connected, but too many exhausted their budget
+        if time.monotonic() > deadline:
+            return False
+        log.info("waiting for sites: %d connected and eligible, %d needed", found, min_sites)
+        time.sleep(1.0)
+    return True
+
+
+def write_sample_grid(weights: dict[str, torch.Tensor], config: RunConfig, path: Path) -> Path:
+    """Samples of the aggregated generator from FIXED noise, one block per class."""
+    generator = generator_from_state(weights, config)
+    per_class = SAMPLES_PER_CLASS if config.conditional else 64
+    labels = class_labels(config.num_classes, per_class)
+    images = sample_images(generator, labels, per_class * max(1, config.num_classes
+                                                              if config.conditional else 1),
+                           seed=config.seed)
+    return save_image_grid(images, path, columns=8, group_size=per_class)
+
+
+def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
+                   progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run rounds ``next_round..num_rounds``; return the final summary."""
+    state = initial_state(config)
+    recorder = RunRecorder(run_dir, resume_after=state.next_round - 1 if config.resume else None)
+    strategy = DPGanFedAvg(min_sites=config.min_sites)
+    strategy.excluded_sites = set(state.excluded_sites)
+    arrays = ArrayRecord(state.weights)
+    stopped, checkpoint, started = "completed", None, time.perf_counter()
+    elapsed = state.seconds
+    for server_round in range(state.next_round, config.num_rounds + 1):
+        t0 = time.perf_counter()
+        if not wait_for_sites(grid, strategy, config.min_sites, config.round_timeout):
+            stopped = (f"stopped before round {server_round}: fewer than min-sites "
+                       f"({config.min_sites}) connected sites can still train")
+            break
+        replies = grid.send_and_receive(
+            strategy.configure_train(server_round, arrays, ConfigRecord(), grid),
+            timeout=config.round_timeout)
+        aggregated, _ = strategy.aggregate_train(server_round, replies, reference=arrays)
+        report = strategy.last_report
+        for reply in report.replies:
+            state.site_epsilons[reply.site_id] = reply.metrics["epsilon"]
+        if aggregated is None:
+            stopped = _no_training_reason(report, server_round)
+            recorder.append(round_record(report, state.site_epsilons, config.delta,
+                                         strategy.excluded_sites, 0.0, ""))
+            break
+        arrays = aggregated
+        weights = arrays.to_torch_state_dict()
+        elapsed = state.seconds + time.perf_counter() - started
+        checkpoint = save_checkpoint(run_dir, Checkpoint(
+            server_round, weights, config.to_mapping(), config.seed, state.site_epsilons,
+            sorted(strategy.excluded_sites), elapsed))
+        grid_path = write_sample_grid(weights, config, run_dir / "samples"
+                                      / f"round_{server_round:03d}.png")
+        record = round_record(report, state.site_epsilons, config.delta, strategy.excluded_sites,
+                              time.perf_counter() - t0, str(grid_path.relative_to(run_dir)))
+        recorder.append(record)
+        recorder.write_summary(recorder.summary(config.delta, elapsed, "running", str(checkpoint)))
+        progress(_progress_line(record, config.num_rounds))
+    elapsed = state.seconds + time.perf_counter() - started
+    summary = recorder.summary(config.delta, elapsed, stopped,
+                               str(checkpoint) if checkpoint else None)
+    recorder.write_summary(summary)
+    if stopped != "completed":
+        progress(stopped)
+    return summary
+
+
+def _no_training_reason(report: RoundReport, server_round: int) -> str:
+    """Why a round produced no update, in one line."""
+    if report.replies and not report.trained:
+        return (f"stopped at round {server_round}: no site can train within its max-epsilon "
+                f"any more ({', '.join(r.site_id for r in report.replies)} exhausted)")
+    reasons = "; ".join(report.rejected) or "no site replied before round-timeout"
+    return f"stopped at round {server_round}: no usable reply ({reasons})"
+
+
+def _progress_line(record: dict[str, Any], num_rounds: int) -> str:
+    """``round 2/5 | 3 sites | eps max 4.31 | d 1.25 g 0.80 | 12.3 s | samples/round_002.png``."""
+    trained = [c for c in record["clients"].values() if c["status"] == "trained"]
+    d = sum(c.get("d_loss") or 0 for c in trained) / max(len(trained), 1)
+    g = sum(c.get("g_loss") or 0 for c in trained) / max(len(trained), 1)
+    return (f"round {record['round']}/{num_rounds} | {len(trained)} site(s) trained | "
+            f"epsilon max {record['epsilon_max']:.2f} (delta {record['delta']:g}) | "
+            f"d_loss {d:.3f} g_loss {g:.3f} | {record['seconds']:.1f} s | {record['samples']}")

@@ -1,0 +1,145 @@
+"""The ``medgan`` command line: ``simulate`` and ``generate``.
+
+Settings come, lowest first, from the defaults (``RunConfig``), a ``--config`` TOML file with
+the run-config keys, a resumed run's own checkpoint, and the flags given. Bad input ends with
+one line naming the problem, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from client.data import DataError
+from medgan_models.config import ConfigError, RunConfig
+from server.checkpoint import latest_checkpoint, load_checkpoint
+from server.run_records import read_summary
+
+# flag -> run-config key
+SIMULATE_FLAGS = {
+    "rounds": "num-rounds", "image_size": "image-size", "delta": "delta", "alpha": "alpha",
+    "data": "data", "out": "out-dir", "seed": "seed", "device": "device", "loss": "loss",
+    "local_steps": "local-steps", "batch_size": "batch-size", "num_classes": "num-classes",
+    "samples_per_site": "samples-per-site", "noise_multiplier": "noise-multiplier",
+    "accountant": "accountant", "channels": "channels",
+}
+
+
+def _simulate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="run a federation of virtual hospitals on this machine",
+                       description="Federated DP-GAN training on Flower's simulation engine.")
+    p.add_argument("--sites", type=int, default=None, help="virtual hospitals (default 3)")
+    p.add_argument("--rounds", type=int, help="federated rounds")
+    p.add_argument("--image-size", type=int, help="16, 32, 64 or 128")
+    p.add_argument("--channels", type=int, help="1 (grayscale) or 3")
+    p.add_argument("--epsilon", type=float,
+                   help="each site's target AND maximum epsilon over the whole run")
+    p.add_argument("--delta", type=float, help="DP delta (default 1e-5)")
+    p.add_argument("--alpha", type=float,
+                   help="Dirichlet concentration of a non-IID label split (omit for IID)")
+    p.add_argument("--data", help="'phantom' (default), a PNG folder, a MedMNIST .npz, "
+                                  "or DIR1,DIR2,... one per site")
+    p.add_argument("--out", help="run folder (default runs/run-<time>)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--loss", choices=["minimax", "wasserstein"])
+    p.add_argument("--local-steps", type=int, help="DP discriminator steps per site per round")
+    p.add_argument("--batch-size", type=int, help="expected Poisson batch size")
+    p.add_argument("--num-classes", type=int, help="classes for conditioning (0/1: none)")
+    p.add_argument("--samples-per-site", type=int, help="phantom images per site")
+    p.add_argument("--noise-multiplier", type=float,
+                   help="fix sigma instead of deriving it from --epsilon")
+    p.add_argument("--accountant", choices=["prv", "rdp"])
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--config", metavar="FILE", help="TOML file with run-config keys")
+    p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+
+
+def _generate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="write synthetic images from a trained run")
+    p.add_argument("--run", required=True, type=Path, help="run folder")
+    p.add_argument("--n", type=int, default=64, help="number of images")
+    p.add_argument("--out", required=True, type=Path, help="folder for PNGs, or a .npz file")
+    p.add_argument("--label", type=int, help="class to generate (conditional models)")
+    p.add_argument("--checkpoint", type=Path, help="a specific checkpoint (default: the last)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``medgan`` argument parser."""
+    parser = argparse.ArgumentParser(prog="medgan", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _simulate_parser(sub)
+    _generate_parser(sub)
+    return parser
+
+
+def simulate_config(args: argparse.Namespace) -> tuple[RunConfig, int]:
+    """The run config and site count that ``medgan simulate ARGS`` means."""
+    values: dict[str, Any] = {}
+    sites = 3
+    if args.resume:
+        path = latest_checkpoint(Path(args.resume))
+        if path is None:
+            raise ConfigError(f"--resume {args.resume}: no checkpoints/round_*.pt in that folder")
+        values.update(load_checkpoint(path).run_config)
+        sites = len(read_summary(Path(args.resume)).get("clients", {})) or sites
+    if args.config:
+        try:
+            file_values = tomllib.loads(Path(args.config).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"--config {args.config}: {error}") from None
+        sites = int(file_values.pop("sites", sites))
+        values.update(file_values)
+    for flag, key in SIMULATE_FLAGS.items():
+        if getattr(args, flag) is not None:
+            values[key] = getattr(args, flag)
+    if args.epsilon is not None:
+        values["target-epsilon"] = values["max-epsilon"] = args.epsilon
+    if args.resume:
+        values["resume"] = values["out-dir"] = args.resume
+    elif "out-dir" not in values:
+        values["out-dir"] = f"runs/run-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    if args.sites is not None:
+        sites = args.sites
+    if sites < 1:
+        raise ConfigError(f"--sites must be >= 1, got {sites}")
+    return RunConfig.from_mapping(values), sites
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medgan`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "simulate":
+            from simulation.simulate import SimulationError, run_simulation_job
+
+            config, sites = simulate_config(args)
+            try:
+                run_simulation_job(config, sites, verbose=args.verbose)
+            except SimulationError as error:
+                raise ConfigError(str(error)) from None
+        elif args.command == "generate":
+            from simulation.generate import generate
+
+            out = generate(args.run, args.n, args.out, args.label, args.seed, args.checkpoint,
+                           args.device)
+            print(f"wrote {args.n} synthetic images to {out}")
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as error:
+        print(f"medgan: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medgan: interrupted; completed rounds are saved (resume with --resume)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""``medgan generate``: synthetic images from a run's latest (or a given) checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from client.dp_training import resolve_device
+from medgan_models.config import RunConfig
+from medgan_models.sampling import class_labels, generator_from_state, sample_images, to_uint8
+from server.checkpoint import latest_checkpoint, load_checkpoint
+
+
+def generate(run: Path, n: int, out: Path, label: int | None = None, seed: int = 0,
+             checkpoint: Path | None = None, device: str = "auto") -> Path:
+    """Write ``n`` images as PNG files in folder ``out``, or one ``.npz`` if ``out`` ends so."""
+    path = checkpoint or latest_checkpoint(run)
+    if path is None:
+        raise FileNotFoundError(f"{run}: no checkpoints/round_*.pt (is this a run folder?)")
+    ckpt = load_checkpoint(path)
+    config = RunConfig.from_mapping(ckpt.run_config)
+    generator = generator_from_state(ckpt.weights, config)
+    labels = None
+    if config.conditional:
+        if label is not None and not 0 <= label < config.num_classes:
+            raise ValueError(f"--label {label} is not in [0, {config.num_classes})")
+        per_class = class_labels(config.num_classes, -(-n // config.num_classes))
+        labels = torch.full((n,), label) if label is not None else per_class[:n]
+    elif label is not None:
+        raise ValueError("--label given, but this model is unconditional")
+    images = sample_images(generator, labels, n, seed=seed, device=resolve_device(device))
+    pixels = to_uint8(images)
+    label_array = labels.numpy() if labels is not None else np.zeros(n, np.int64)
+    if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, images=pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels,
+                            labels=label_array, checkpoint=str(path))
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (image, y) in enumerate(zip(pixels, label_array, strict=True)):
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+            out / f"synthetic_{i:05d}_class{int(y)}.png")
+    return out

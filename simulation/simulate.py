@@ -1,0 +1,88 @@
+"""``medgan simulate``: N virtual hospitals on one machine, on Flower's simulation engine.
+
+Wiring only: the same ServerApp and ClientApp as a real deployment, given the run config
+directly (Flower's Python entry point does not read ``pyproject.toml``, and ``flwr run``
+would make uv install the app's dependencies, a multi-GB CUDA torch among them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from client.app import build_client_app
+from client.site import load_data, site_config
+from medgan_models.config import RunConfig
+from server.app import build_server_app
+from server.checkpoint import latest_checkpoint
+from server.run_records import SUMMARY_FILE, read_summary
+
+
+class SimulationError(RuntimeError):
+    """A simulation that cannot start or did not finish; the message says why."""
+
+
+def preflight(config: RunConfig, sites: int) -> list[str]:
+    """Load every site's data once, here, so bad input fails before any worker starts."""
+    lines = []
+    for site in range(sites):
+        node = {"partition-id": site, "num-partitions": sites}
+        site_cfg, settings = site_config(config.to_mapping(), node)
+        data = load_data(site_cfg, settings)
+        if config.conditional and data.num_classes > config.num_classes:
+            raise SimulationError(
+                f"{settings.site_id}: data has {data.num_classes} classes but num-classes is "
+                f"{config.num_classes}; set num-classes to {data.num_classes}")
+        counts = ", ".join(f"{k} {v}" for k, v in data.label_counts().items())
+        lines.append(f"  {settings.site_id}: {len(data)} images ({counts}) from {data.source}")
+    return lines
+
+
+def backend_config(device: str) -> dict[str, Any]:
+    """Ray settings: one CPU per virtual hospital, a GPU share when CUDA is used."""
+    import torch
+
+    use_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.25 if use_gpu else 0.0},
+        "init_args": {"num_cpus": os.cpu_count() or 1, "logging_level": logging.ERROR,
+                      "include_dashboard": False},
+    }
+
+
+def run_simulation_job(config: RunConfig, sites: int, verbose: bool = False) -> dict[str, Any]:
+    """Run the federation to the end; return ``summary.json`` as a dict."""
+    from flwr.simulation import run_simulation
+
+    run_dir = Path(config.resume or config.out_dir)
+    if not config.resume and latest_checkpoint(run_dir) is not None:
+        raise SimulationError(f"{run_dir} already holds a run: pass --resume {run_dir} to go on, "
+                              "or another --out")
+    config = config.replace(out_dir=str(run_dir), min_sites=min(config.min_sites, sites))
+    print(f"medgan: {sites} virtual hospitals, {config.num_rounds} rounds, "
+          f"{config.image_size}x{config.image_size}, target epsilon {config.target_epsilon:g} "
+          f"per site (delta {config.delta:g}), run folder {run_dir}", flush=True)
+    for line in preflight(config, sites):
+        print(line, flush=True)
+    logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.ERROR)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    overrides = config.to_mapping()
+    started = time.perf_counter()
+    run_simulation(server_app=build_server_app(overrides), client_app=build_client_app(overrides),
+                   num_supernodes=sites, backend_config=backend_config(config.device),
+                   verbose_logging=verbose)
+    summary_path = run_dir / SUMMARY_FILE
+    summary = read_summary(run_dir)
+    if not summary:
+        raise SimulationError(f"the simulation ended without writing {summary_path}; "
+                              "rerun with --verbose to see Flower's log")
+    print(f"done in {time.perf_counter() - started:.0f} s: {summary['rounds']} rounds, "
+          f"epsilon max {summary['epsilon_max']:.2f} at delta {summary['delta']:g} "
+          f"({summary['stopped']})", flush=True)
+    if summary.get("samples"):
+        print(f"sample grid: {run_dir / summary['samples']}", flush=True)
+    print(f"summary:     {summary_path}", flush=True)
+    return summary

@@ -1,0 +1,116 @@
+"""Networks, losses and the run config."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+from opacus.validators import ModuleValidator
+
+from medgan_models.config import ConfigError, RunConfig
+from medgan_models.losses import MinimaxLoss, WassersteinLoss, make_loss
+from medgan_models.networks import Discriminator, Generator, build_models
+from medgan_models.weights import load_pair_state, pair_state
+
+SIZES = (16, 32, 64, 128)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("channels", (1, 3))
+@pytest.mark.parametrize("num_classes", (0, 2))
+def test_shapes_for_every_size_and_channel_count(size, channels, num_classes):
+    generator = Generator(size, channels, latent_dim=8, num_classes=num_classes, base_channels=8)
+    discriminator = Discriminator(size, channels, num_classes=num_classes, base_channels=8)
+    labels = torch.tensor([0, 1, 1]) if num_classes else None
+    images = generator(torch.randn(3, 8), labels)
+    assert images.shape == (3, channels, size, size)
+    assert images.min() >= -1 and images.max() <= 1
+    assert discriminator(images, labels).shape == (3,)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_opacus_validator_accepts_the_discriminator(size):
+    _, discriminator = build_models(RunConfig(image_size=size, base_channels=8))
+    assert ModuleValidator.validate(discriminator, strict=False) == []
+    generator, _ = build_models(RunConfig(image_size=size, base_channels=8))
+    assert ModuleValidator.validate(generator, strict=False) != []  # BatchNorm: not private
+
+
+def test_unsupported_size_is_refused_by_name():
+    with pytest.raises(ValueError, match="image size 20 is not supported"):
+        Generator(image_size=20)
+
+
+def test_conditional_models_require_labels():
+    generator, discriminator = build_models(RunConfig(num_classes=2, image_size=16))
+    with pytest.raises(ValueError, match="pass labels"):
+        generator(torch.randn(2, generator.latent_dim))
+    with pytest.raises(ValueError, match="pass labels"):
+        discriminator(torch.randn(2, 1, 16, 16))
+
+
+def test_labels_change_the_generated_image():
+    torch.manual_seed(0)
+    generator, _ = build_models(RunConfig(num_classes=2, image_size=16))
+    generator.eval()
+    z = torch.randn(1, generator.latent_dim).repeat(2, 1)
+    images = generator(z, torch.tensor([0, 1]))
+    assert not torch.allclose(images[0], images[1])
+
+
+def test_losses_are_per_sample_and_point_the_right_way():
+    loss = MinimaxLoss()
+    good, bad = torch.tensor([5.0]), torch.tensor([-5.0])
+    assert loss.discriminator_real(torch.zeros(4)).shape == (4,)
+    assert loss.discriminator_real(good) < loss.discriminator_real(bad)
+    assert loss.discriminator_fake(bad) < loss.discriminator_fake(good)
+    assert loss.generator(good) < loss.generator(bad)
+    wasserstein = WassersteinLoss()
+    assert wasserstein.discriminator_real(good) < wasserstein.discriminator_real(bad)
+
+
+def test_wasserstein_clips_discriminator_weights():
+    _, discriminator = build_models(RunConfig(image_size=16, loss="wasserstein"))
+    with torch.no_grad():
+        for p in discriminator.parameters():
+            p.fill_(3.0)
+    make_loss("wasserstein", 0.05).after_discriminator_step(discriminator)
+    assert max(p.abs().max().item() for p in discriminator.parameters()) == pytest.approx(0.05)
+
+
+def test_pair_state_round_trips_both_models():
+    config = RunConfig(image_size=16, num_classes=2)
+    torch.manual_seed(1)
+    g1, d1 = build_models(config)
+    torch.manual_seed(2)
+    g2, d2 = build_models(config)
+    state = pair_state(g1, d1)
+    assert any(k.startswith("generator.") for k in state)
+    assert any(k.startswith("discriminator.") for k in state)
+    load_pair_state(g2, d2, {k: v.numpy().astype("float64") for k, v in state.items()})
+    for a, b in zip(pair_state(g2, d2).values(), state.values(), strict=True):
+        assert a.dtype == b.dtype and torch.allclose(a, b)
+
+
+def test_unknown_config_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match="unknown config key 'num-round'.*'num-rounds'"):
+        RunConfig.from_mapping({"num-round": 3})
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("image-size", 20, "image-size 20 is not supported"),
+    ("loss", "hinge", "loss must be one of"),
+    ("delta", 2.0, "delta must be in"),
+    ("num-rounds", "many", "expects int"),
+])
+def test_bad_config_values_are_named(key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_mapping({key: value})
+
+
+def test_pyproject_run_config_matches_the_defaults():
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    declared = pyproject["tool"]["flwr"]["app"]["config"]
+    assert RunConfig.from_mapping(declared).to_mapping() == {
+        **RunConfig().to_mapping(), **declared}
+    assert declared == {k: v for k, v in RunConfig().to_mapping().items() if k in declared}
