@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch.utils.data import DataLoader, TensorDataset
 
 from client.data import SiteData, augment_batch
+from client.privacy_ledger import quiet_accounting
 from medgan_models.config import RunConfig
 from medgan_models.losses import make_loss
 from medgan_models.networks import Discriminator, Generator
@@ -49,14 +51,19 @@ def derive_noise_multiplier(config: RunConfig, num_examples: int) -> float:
     """The noise multiplier given, or the one that spends ``target-epsilon`` over all rounds."""
     if config.noise_multiplier > 0:
         return config.noise_multiplier
-    return float(get_noise_multiplier(
-        target_epsilon=config.target_epsilon,
-        target_delta=config.delta,
-        sample_rate=sample_rate_for(num_examples, config.batch_size),
-        steps=config.num_rounds * config.local_steps,
-        accountant=config.accountant,
-        epsilon_tolerance=0.005,
-    ))
+    return _noise_for_budget(config.target_epsilon, config.delta,
+                             sample_rate_for(num_examples, config.batch_size),
+                             config.num_rounds * config.local_steps, config.accountant)
+
+
+@lru_cache(maxsize=16)
+def _noise_for_budget(epsilon: float, delta: float, sample_rate: float, steps: int,
+                      accountant: str) -> float:
+    """Binary search (slow with PRV): cached, since every round of a run asks the same."""
+    with quiet_accounting():
+        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                          sample_rate=sample_rate, steps=steps,
+                                          accountant=accountant, epsilon_tolerance=0.005))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -10,12 +10,16 @@ Epsilon is computed by composing the whole history with an Opacus accountant (PR
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from flwr.app import ConfigRecord
 from opacus.accountants import create_accountant
 
@@ -73,9 +77,9 @@ class PrivacyLedger:
             return float("inf")  # a non-private step: no finite guarantee
         composed = create_accountant(mechanism=accountant)
         composed.history = history
-        with warnings.catch_warnings():  # RDP's "optimal order is the largest alpha" hint
-            warnings.filterwarnings("ignore", message="Optimal order")
-            return float(composed.get_epsilon(delta=delta))
+        with quiet_accounting():
+            epsilon = float(composed.get_epsilon(delta=delta))
+        return epsilon if math.isfinite(epsilon) else float("inf")  # no usable bound
 
     def epsilon_after(self, entry: LedgerEntry, delta: float, accountant: str = "prv") -> float:
         """Epsilon this ledger would reach if ``entry`` were added (for budget checks)."""
@@ -122,6 +126,14 @@ class PrivacyLedger:
             raise ValueError(
                 f"privacy ledger {path} is corrupt ({error}); refusing to restart the count at 0"
             ) from None
+
+
+@contextmanager
+def quiet_accounting() -> Iterator[None]:
+    """Silence the accountants' numeric chatter (RDP's 'optimal order' hint, PRV overflows)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.filterwarnings("ignore", message="Optimal order")
+        yield
 
 
 def most_complete(*ledgers: PrivacyLedger) -> PrivacyLedger:

@@ -1,7 +1,8 @@
 """DCGAN-style generator and discriminator for square images (16-128 px, 1 or 3 channels).
 
-Both are optionally class-conditional: the generator concatenates a label embedding to the
-latent code; the discriminator uses a projection head (Miyato & Koyama, 2018). The
+Both are optionally class-conditional: the generator multiplies the latent code by a label
+embedding (as in AC-GAN; concatenation was seen here to let the generator ignore the code and
+collapse to one image per class); the discriminator uses a projection head (Miyato & Koyama, 2018). The
 discriminator sees real data, so it is the part trained with DP-SGD: it uses GroupNorm, never
 BatchNorm, and passes Opacus' ``ModuleValidator``. The generator never sees real data and may
 keep BatchNorm.
@@ -41,10 +42,9 @@ class Generator(nn.Module):
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.label_embedding = nn.Embedding(num_classes, latent_dim) if num_classes > 1 else None
-        in_dim = latent_dim * (2 if self.label_embedding is not None else 1)
         top = _width(base_channels, blocks - 1)
         self.project = nn.Sequential(
-            nn.Linear(in_dim, top * 16, bias=False),
+            nn.Linear(latent_dim, top * 16, bias=False),
             nn.Unflatten(1, (top, 4, 4)),
             nn.BatchNorm2d(top),
             nn.ReLU(inplace=True),
@@ -65,7 +65,7 @@ class Generator(nn.Module):
         if self.label_embedding is not None:
             if labels is None:
                 raise ValueError("this generator is class-conditional: pass labels")
-            z = torch.cat([z, self.label_embedding(labels)], dim=1)
+            z = z * self.label_embedding(labels)
         return self.body(self.project(z))
 
 
@@ -126,3 +126,6 @@ def _dcgan_init(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d | nn.GroupNorm):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+    elif isinstance(module, Discriminator) and module.projection is not None:
+        # N(0, 1) embeddings would make the projection term dominate the score at the start
+        nn.init.normal_(module.projection.weight, 0.0, 0.02)

@@ -119,11 +119,10 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
         record = round_record(report, state.site_epsilons, config.delta, strategy.excluded_sites,
                               time.perf_counter() - t0, str(grid_path.relative_to(run_dir)))
         recorder.append(record)
-        recorder.write_summary(recorder.summary(config.delta, elapsed, "running", str(checkpoint)))
+        recorder.write_summary(recorder.summary(config, elapsed, "running", checkpoint))
         progress(_progress_line(record, config.num_rounds))
     elapsed = state.seconds + time.perf_counter() - started
-    summary = recorder.summary(config.delta, elapsed, stopped,
-                               str(checkpoint) if checkpoint else None)
+    summary = recorder.summary(config, elapsed, stopped, checkpoint)
     recorder.write_summary(summary)
     if stopped != "completed":
         progress(stopped)

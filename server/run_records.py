@@ -5,9 +5,9 @@
   ``g_loss``, ``noise_multiplier``, ``sample_rate``, ``steps``, ``max_grad_norm``, ``status``}},
   ``epsilon_max`` (the released model's record-level epsilon: max over sites, parallel
   composition over disjoint data), ``delta``, ``excluded``, ``rejected``, ``seconds``, ``samples``.
-``summary.json``: ``rounds``, ``epsilon_max``, ``delta``, ``clients`` {site-id: {``epsilon``,
+``summary.json``: ``rounds``, ``epsilon_max``, ``delta``, ``accountant``, ``clients`` {site-id: {``epsilon``,
   ``num_examples``, ``rounds_trained``, ``excluded``}}, ``seconds``, ``final`` (the last round's
-  mean losses), ``stopped``, ``samples``, ``checkpoint``.
+  mean losses), ``stopped``, ``samples``, ``checkpoint`` (relative paths), ``config``.
 Lines are flushed as they are written and the summary is replaced atomically, so a crash
 loses at most the round in flight.
 """
@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medgan_models.config import RunConfig
 from server.strategy import RoundReport
 
 METRICS_FILE = "metrics.jsonl"
@@ -90,8 +91,8 @@ class RunRecorder:
         os.replace(tmp, path)
         return path
 
-    def summary(self, delta: float, seconds: float, stopped: str,
-                checkpoint: str | None) -> dict[str, Any]:
+    def summary(self, config: RunConfig, seconds: float, stopped: str,
+                checkpoint: Path | None) -> dict[str, Any]:
         """Summarise every round recorded so far."""
         clients: dict[str, dict[str, Any]] = {}
         for record in self.records:
@@ -108,13 +109,15 @@ class RunRecorder:
         return {
             "rounds": last.get("round", 0),
             "epsilon_max": max((c["epsilon"] or 0.0 for c in clients.values()), default=0.0),
-            "delta": delta,
+            "delta": config.delta,
+            "accountant": config.accountant,
             "clients": clients,
             "seconds": round(seconds, 2),
             "final": final,
             "stopped": stopped,
             "samples": last.get("samples"),
-            "checkpoint": checkpoint,
+            "checkpoint": str(checkpoint.relative_to(self.run_dir)) if checkpoint else None,
+            "config": config.to_mapping(),
         }
 
 

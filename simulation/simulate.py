@@ -68,7 +68,7 @@ def run_simulation_job(config: RunConfig, sites: int, verbose: bool = False) -> 
     for line in preflight(config, sites):
         print(line, flush=True)
     logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.ERROR)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray tip
     overrides = config.to_mapping()
     started = time.perf_counter()
     run_simulation(server_app=build_server_app(overrides), client_app=build_client_app(overrides),
