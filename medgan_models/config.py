@@ -51,7 +51,7 @@ class RunConfig:
     min_sites: int = 2
     round_timeout: float = 3600.0
     data: str = "phantom"
-    samples_per_site: int = 600
+    samples_per_site: int = 2000
     alpha: float = 0.0  # 0 = IID split of a pooled source; > 0 = Dirichlet concentration
     seed: int = 0
     device: str = "auto"

@@ -11,8 +11,8 @@ from client.data.npz import load_npz_images, npz_class_names, read_npz_labels, s
 from client.data.partition import partition_indices
 from client.data.phantoms import CLASS_NAMES, render_phantoms, scanner_profile
 from client.data.site_data import DataError, SiteData
+from medgan_models.config import SUPPORTED_IMAGE_SIZES
 
-SUPPORTED_IMAGE_SIZES: tuple[int, ...] = (16, 32, 64, 128)
 PHANTOM_SOURCE = "phantom"
 PHANTOM_LESION_PREVALENCE = 0.4
 

@@ -1,0 +1,30 @@
+# Two entry points that do all the set-up themselves: `make demo` and `make test`.
+# The venv is built from this project's own files; torch is pinned to the tested build here
+# (a CPU wheel on machines without CUDA), while pyproject.toml keeps a range for GPU users.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.medgan-installed
+export FLWR_DISABLE_UPDATE_CHECK := 1
+export RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO := 0
+
+.PHONY: demo test venv clean
+
+$(STAMP): pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "medgan-fl needs Python 3.11+, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -e ".[test]" "torch==$(TORCH_VERSION)"
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/medgan simulate $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs
