@@ -20,10 +20,19 @@ from flwr.clientapp import ClientApp
 from client.privacy_ledger import PrivacyLedger
 from client.site import load_data, site_config
 from client.training_round import train_round
+from medgan_models.config import ConfigError
 from medgan_models.protocol import ARRAYS, CONFIG, ERROR, METRICS, SITE
 
 LEDGER_STATE_KEY = "privacy-ledger"
 log = logging.getLogger("medgan.client")
+
+
+def error_summary(site_id: str, error: Exception) -> str:
+    """What the server may learn of a site's failure: config errors in full, others by type only
+    (a data error can name a file, and file names can carry patient identity)."""
+    if isinstance(error, ConfigError):
+        return f"{site_id}: {error}"
+    return f"{site_id}: {type(error).__name__} (details are in the site's own log)"
 
 
 def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
@@ -46,7 +55,7 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         except Exception as error:  # reported to the server, which names the site
             log.exception("%s failed", site_id)
             info = ConfigRecord({"site-id": site_id, "status": ERROR,
-                                 "message": f"{site_id}: {type(error).__name__}: {error}"})
+                                 "message": error_summary(site_id, error)})
             return Message(RecordDict({SITE: info}), reply_to=msg)
         context.state[LEDGER_STATE_KEY] = outcome.ledger.to_config_record()
         content = RecordDict({

@@ -7,6 +7,7 @@ before the weights leave the site.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,11 @@ def ledger_path(site: SiteSettings) -> Path:
     return site.ledger_dir / LEDGER_FILE
 
 
+def round_seed(seed: int, server_round: int, site_id: str) -> int:
+    """A seed that differs per run seed, round and site (deployed sites share partition ids)."""
+    return (seed * 1_000_003 + server_round * 10_007 + zlib.crc32(site_id.encode())) % 2**31
+
+
 def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_round: int,
                 config: RunConfig, site: SiteSettings, data: SiteData,
                 state_ledger: PrivacyLedger | None = None) -> RoundOutcome:
@@ -66,7 +72,7 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
     load_pair_state(generator, discriminator, global_weights)
     result = train_locally(generator, discriminator, data, config, noise_multiplier,
                            resolve_device(config.device),
-                           seed=config.seed * 100_003 + server_round * 1_009 + site.partition_id)
+                           seed=round_seed(config.seed, server_round, site.site_id))
     ledger.add(LedgerEntry(server_round, result.noise_multiplier, result.sample_rate,
                            result.steps))
     ledger.save(ledger_path(site))

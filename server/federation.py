@@ -139,10 +139,16 @@ def _no_training_reason(report: RoundReport, server_round: int) -> str:
 
 
 def _progress_line(record: dict[str, Any], num_rounds: int) -> str:
-    """``round 2/5 | 3 sites | eps max 4.31 | d 1.25 g 0.80 | 12.3 s | samples/round_002.png``."""
-    trained = [c for c in record["clients"].values() if c["status"] == "trained"]
+    """``round 2/5 | 3/3 sites trained | epsilon site-0 4.31, ... | d 1.25 g 0.80 | 12.3 s | grid``."""
+    clients = record["clients"]
+    trained = [c for c in clients.values() if c["status"] == "trained"]
     d = sum(c.get("d_loss") or 0 for c in trained) / max(len(trained), 1)
     g = sum(c.get("g_loss") or 0 for c in trained) / max(len(trained), 1)
-    return (f"round {record['round']}/{num_rounds} | {len(trained)} site(s) trained | "
-            f"epsilon max {record['epsilon_max']:.2f} (delta {record['delta']:g}) | "
-            f"d_loss {d:.3f} g_loss {g:.3f} | {record['seconds']:.1f} s | {record['samples']}")
+    if len(clients) <= 4:
+        spent = ", ".join(f"{site} {c['epsilon']:.2f}" for site, c in clients.items())
+    else:
+        values = [c["epsilon"] for c in clients.values()]
+        spent = f"{min(values):.2f}..{max(values):.2f} over {len(values)} sites"
+    return (f"round {record['round']}/{num_rounds} | {len(trained)}/{len(clients)} sites trained"
+            f" | epsilon {spent} (max {record['epsilon_max']:.2f}, delta {record['delta']:g})"
+            f" | d_loss {d:.3f} g_loss {g:.3f} | {record['seconds']:.1f} s | {record['samples']}")

@@ -62,7 +62,7 @@ def test_two_sites_train_through_superlink_and_supernodes(tmp_path):
              f"base-channels=8 out-dir='{out}'"],
             env=env, capture_output=True, text=True, timeout=240)
         assert run.returncode == 0, run.stdout + run.stderr
-        assert "round 2/2 | 2 site(s) trained" in run.stdout + run.stderr
+        assert "round 2/2 | 2/2 sites trained" in run.stdout + run.stderr
         summary = json.loads((out / "summary.json").read_text())
         assert summary["rounds"] == 2 and set(summary["clients"]) == {"site-0", "site-1"}
         assert (tmp_path / "state" / "site-1" / "privacy_ledger.json").exists()
