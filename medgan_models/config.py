@@ -16,6 +16,7 @@ from typing import Any
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128)
 LOSSES = ("minimax", "wasserstein")
 ACCOUNTANTS = ("prv", "rdp")
+AGGREGATIONS = ("fedavg", "median", "trimmed-mean")
 
 
 class ConfigError(ValueError):
@@ -48,7 +49,10 @@ class RunConfig:
     wgan_clip: float = 0.01
     augment: bool = False
     # Federation
-    min_sites: int = 2
+    min_sites: int = 2  # a round is aggregated only if at least this many sites trained
+    aggregation: str = "fedavg"  # or "median" / "trimmed-mean" (robust to a faulty site)
+    trim_fraction: float = 0.2  # cut from each end per coordinate, for trimmed-mean
+    max_update_norm: float = 0.0  # > 0: reject updates farther (L2) from the global model
     round_timeout: float = 3600.0
     data: str = "phantom"
     samples_per_site: int = 2000
@@ -108,6 +112,10 @@ class RunConfig:
             (self.noise_multiplier >= 0, "noise-multiplier must be >= 0 (0 = derive)"),
             (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
             (self.min_sites >= 1, "min-sites must be >= 1"),
+            (self.aggregation in AGGREGATIONS,
+             f"aggregation must be one of {AGGREGATIONS}, got '{self.aggregation}'"),
+            (0 <= self.trim_fraction < 0.5, "trim-fraction must be in [0, 0.5)"),
+            (self.max_update_norm >= 0, "max-update-norm must be >= 0 (0 = off)"),
             (self.samples_per_site >= 1, "samples-per-site must be >= 1"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device must be auto, cpu or cuda, got '{self.device}'"),

@@ -85,7 +85,8 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
     """Run rounds ``next_round..num_rounds``; return the final summary."""
     state = initial_state(config)
     recorder = RunRecorder(run_dir, resume_after=state.next_round - 1 if config.resume else None)
-    strategy = DPGanFedAvg(min_sites=config.min_sites)
+    strategy = DPGanFedAvg(config.min_sites, config.aggregation, config.trim_fraction,
+                           config.max_update_norm)
     strategy.excluded_sites = set(state.excluded_sites)
     arrays = ArrayRecord(state.weights)
     stopped, checkpoint, started = "completed", None, time.perf_counter()
@@ -96,15 +97,15 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
             stopped = (f"stopped before round {server_round}: fewer than min-sites "
                        f"({config.min_sites}) connected sites can still train")
             break
-        replies = grid.send_and_receive(
-            strategy.configure_train(server_round, arrays, ConfigRecord(), grid),
-            timeout=config.round_timeout)
-        aggregated, _ = strategy.aggregate_train(server_round, replies, reference=arrays)
+        messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), grid))
+        replies = grid.send_and_receive(messages, timeout=config.round_timeout)
+        aggregated, _ = strategy.aggregate_train(server_round, replies, reference=arrays,
+                                                 sent_to=[m.metadata.dst_node_id for m in messages])
         report = strategy.last_report
         for reply in report.replies:
             state.site_epsilons[reply.site_id] = reply.metrics["epsilon"]
         if aggregated is None:
-            stopped = _no_training_reason(report, server_round)
+            stopped = _no_training_reason(report, server_round, config.min_sites)
             recorder.append(round_record(report, state.site_epsilons, config.delta,
                                          strategy.excluded_sites, 0.0, ""))
             break
@@ -129,13 +130,16 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
     return summary
 
 
-def _no_training_reason(report: RoundReport, server_round: int) -> str:
+def _no_training_reason(report: RoundReport, server_round: int, min_sites: int) -> str:
     """Why a round produced no update, in one line."""
+    exhausted = [r.site_id for r in report.replies if r.status != "trained"]
     if report.replies and not report.trained:
         return (f"stopped at round {server_round}: no site can train within its max-epsilon "
-                f"any more ({', '.join(r.site_id for r in report.replies)} exhausted)")
-    reasons = "; ".join(report.rejected) or "no site replied before round-timeout"
-    return f"stopped at round {server_round}: no usable reply ({reasons})"
+                f"any more ({', '.join(exhausted)} exhausted)")
+    problems = report.rejected + [f"{site} did not reply in time" for site in report.absent]
+    problems += [f"{site} exhausted its budget" for site in exhausted]
+    return (f"stopped at round {server_round}: {len(report.trained)} site(s) trained, fewer than "
+            f"min-sites ({min_sites}): {'; '.join(problems) or 'no site replied'}")
 
 
 def _progress_line(record: dict[str, Any], num_rounds: int) -> str:

@@ -36,8 +36,9 @@ class SiteReply:
         return int(self.metrics.get("num-examples", 0))
 
 
-def parse_reply(reply: Message, reference: dict[str, np.ndarray]) -> SiteReply:
-    """Validate one reply against the global weights' keys and shapes."""
+def parse_reply(reply: Message, reference: dict[str, np.ndarray],
+                max_update_norm: float = 0.0) -> SiteReply:
+    """Validate one reply against the global weights' keys and shapes (and update norm > 0)."""
     node_id = reply.metadata.src_node_id
     if reply.has_error():
         raise ReplyRejected(f"node {node_id}: Flower error: {reply.error.reason}")
@@ -62,6 +63,8 @@ def parse_reply(reply: Message, reference: dict[str, np.ndarray]) -> SiteReply:
             raise ReplyRejected(f"{site_id}: trained but sent no weights")
         weights = {k: v.numpy() for k, v in content[ARRAYS].items()}
         check_weights(site_id, weights, reference)
+        if max_update_norm > 0:
+            check_update_norm(site_id, weights, reference, max_update_norm)
     return SiteReply(node_id, site_id, status, message, metrics, weights)
 
 
@@ -79,3 +82,13 @@ def check_weights(site_id: str, weights: dict[str, np.ndarray],
                 f"{site_id}: '{key}' has shape {value.shape}, expected {reference[key].shape}")
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             raise ReplyRejected(f"{site_id}: '{key}' contains NaN or Inf")
+
+
+def check_update_norm(site_id: str, weights: dict[str, np.ndarray],
+                      reference: dict[str, np.ndarray], bound: float) -> None:
+    """Reject an update whose L2 distance from the global model exceeds ``bound``."""
+    squared = sum(float(np.sum((weights[k].astype(np.float64) - reference[k]) ** 2))
+                  for k in reference if np.issubdtype(reference[k].dtype, np.floating))
+    if squared > bound**2:
+        raise ReplyRejected(
+            f"{site_id}: update norm {squared ** 0.5:.3g} exceeds max-update-norm {bound:g}")

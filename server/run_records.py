@@ -4,7 +4,8 @@
   ``round``, ``clients`` {site-id: {``epsilon``, ``delta``, ``num_examples``, ``d_loss``,
   ``g_loss``, ``noise_multiplier``, ``sample_rate``, ``steps``, ``max_grad_norm``, ``status``}},
   ``epsilon_max`` (the released model's record-level epsilon: max over sites, parallel
-  composition over disjoint data), ``delta``, ``excluded``, ``rejected``, ``seconds``, ``samples``.
+  composition over disjoint data), ``delta``, ``excluded``, ``rejected`` (reasons), ``absent`` (sites that did not reply in time),
+  ``seconds``, ``samples``.
 ``summary.json``: ``rounds``, ``epsilon_max``, ``delta``, ``accountant``, ``clients`` {site-id: {``epsilon``,
   ``num_examples``, ``rounds_trained``, ``excluded``}}, ``seconds``, ``final`` (the last round's
   mean losses), ``stopped``, ``samples``, ``checkpoint`` (relative paths), ``config``.
@@ -52,6 +53,7 @@ def round_record(report: RoundReport, site_epsilons: dict[str, float], delta: fl
         "delta": delta,
         "excluded": sorted(excluded),
         "rejected": report.rejected,
+        "absent": report.absent,
         "seconds": round(seconds, 3),
         "samples": samples,
     }

@@ -100,3 +100,31 @@ def test_no_trained_reply_gives_no_update():
     arrays, _ = strategy.aggregate_train(3, [reply(1, status="budget-exhausted")],
                                          reference=ArrayRecord({k: Array(v) for k, v in REFERENCE.items()}))
     assert arrays is None and strategy.excluded_sites == {"site-1"}
+
+
+@pytest.mark.parametrize("aggregation,expected", [("median", 2.0), ("trimmed-mean", 7 / 3),
+                                                  ("fedavg", (1 + 2 + 3 + 4 + 1000) / 5)])
+def test_robust_aggregation_ignores_one_wild_site(aggregation, expected):
+    replies = [parse_reply(reply(i, weights=weights(v)), REFERENCE)
+               for i, v in enumerate([1.0, 2.0, 3.0, 1000.0, 2.0 if aggregation != "fedavg" else 4.0])]
+    result = aggregate_sites(replies, aggregation, trim_fraction=0.2)
+    assert np.allclose(result["generator.w"].numpy(), expected)
+    assert result["generator.w"].numpy().dtype == np.float32
+
+
+def test_update_norm_bound_rejects_a_far_update():
+    far = reply(1, weights=weights(10.0))
+    with pytest.raises(ReplyRejected, match="update norm .* exceeds max-update-norm 5"):
+        parse_reply(far, REFERENCE, max_update_norm=5.0)
+    assert parse_reply(reply(1, weights=weights(0.1)), REFERENCE, max_update_norm=5.0)
+
+
+def test_absent_sites_are_named_and_min_sites_is_enforced():
+    strategy = DPGanFedAvg(min_sites=2)
+    reference = ArrayRecord({k: Array(v) for k, v in REFERENCE.items()})
+    strategy.aggregate_train(1, [reply(1, weights=weights(1.0)), reply(2, weights=weights(1.0))],
+                             reference=reference, sent_to=[1, 2])
+    arrays, _ = strategy.aggregate_train(2, [reply(1, weights=weights(1.0))],
+                                         reference=reference, sent_to=[1, 2, 3])
+    assert arrays is None  # only one of min-sites 2 trained
+    assert strategy.last_report.absent == ["node-3", "site-2"]
