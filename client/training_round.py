@@ -7,6 +7,7 @@ before the weights leave the site.
 
 from __future__ import annotations
 
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,7 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
 
     generator, discriminator = build_models(config)
     load_pair_state(generator, discriminator, global_weights)
+    train_start = time.time()
     result = train_locally(generator, discriminator, data, config, noise_multiplier,
                            resolve_device(config.device),
                            seed=round_seed(config.seed, server_round, site.site_id))
@@ -84,6 +86,8 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
         "d-loss": result.d_loss,
         "g-loss": result.g_loss,
         "train-seconds": result.seconds,
+        "train-start": train_start,  # wall clock, for the server's timing breakdown
+        "train-end": time.time(),
     }
     message = f"{site.site_id}: trained {result.steps} DP steps, epsilon {epsilon:.3f}"
     return RoundOutcome(TRAINED, message, metrics, ledger, pair_state(generator, discriminator))

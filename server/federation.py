@@ -56,6 +56,32 @@ def initial_state(config: RunConfig) -> RunState:
     return RunState(1, pair_state(generator, discriminator), {}, set(), 0.0)
 
 
+class Laps:
+    """Wall time of the consecutive phases of a round."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        """Close the phase ``name`` (seconds since the previous lap)."""
+        now = time.perf_counter()
+        self.seconds[f"{name}_s"] = round(now - self._last, 4)
+        self._last = now
+
+
+def training_time(report: RoundReport) -> dict[str, float]:
+    """Wall time covered by the sites' local training (union of their intervals) and its sum."""
+    spans = sorted((r.metrics["train-start"], r.metrics["train-end"]) for r in report.trained
+                   if "train-start" in r.metrics and "train-end" in r.metrics)
+    covered, end = 0.0, float("-inf")
+    for start, stop in spans:
+        covered += max(0.0, stop - max(start, end))
+        end = max(end, stop)
+    return {"local_training_s": round(covered, 4),
+            "local_training_sum_s": round(sum(b - a for a, b in spans), 4)}
+
+
 def wait_for_sites(grid: Grid, strategy: DPGanFedAvg, min_sites: int, timeout: float) -> bool:
     """Wait (up to ``timeout`` s) until ``min_sites`` eligible sites are connected."""
     deadline = time.monotonic() + timeout
@@ -97,10 +123,13 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
             stopped = (f"stopped before round {server_round}: fewer than min-sites "
                        f"({config.min_sites}) connected sites can still train")
             break
+        laps = Laps()
         messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), grid))
         replies = grid.send_and_receive(messages, timeout=config.round_timeout)
+        laps.lap("communicate")
         aggregated, _ = strategy.aggregate_train(server_round, replies, reference=arrays,
                                                  sent_to=[m.metadata.dst_node_id for m in messages])
+        laps.lap("aggregate")
         report = strategy.last_report
         for reply in report.replies:
             state.site_epsilons[reply.site_id] = reply.metrics["epsilon"]
@@ -115,10 +144,13 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
         checkpoint = save_checkpoint(run_dir, Checkpoint(
             server_round, weights, config.to_mapping(), config.seed, state.site_epsilons,
             sorted(strategy.excluded_sites), elapsed))
+        laps.lap("checkpoint")
         grid_path = write_sample_grid(weights, config, run_dir / "samples"
                                       / f"round_{server_round:03d}.png")
+        laps.lap("evaluate")
         record = round_record(report, state.site_epsilons, config.delta, strategy.excluded_sites,
                               time.perf_counter() - t0, str(grid_path.relative_to(run_dir)))
+        record["timing"] = {**laps.seconds, **training_time(report)}
         recorder.append(record)
         recorder.write_summary(recorder.summary(config, elapsed, "running", checkpoint))
         progress(_progress_line(record, config.num_rounds))

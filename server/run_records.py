@@ -5,7 +5,9 @@
   ``g_loss``, ``noise_multiplier``, ``sample_rate``, ``steps``, ``max_grad_norm``, ``status``}},
   ``epsilon_max`` (the released model's record-level epsilon: max over sites, parallel
   composition over disjoint data), ``delta``, ``excluded``, ``rejected`` (reasons), ``absent`` (sites that did not reply in time),
-  ``seconds``, ``samples``.
+  ``seconds``, ``samples``, ``timing`` (seconds per phase: ``communicate_s`` (send, local
+  training, receive), ``aggregate_s``, ``checkpoint_s``, ``evaluate_s``, ``local_training_s``
+  (wall time covered by the sites' training), ``local_training_sum_s``).
 ``summary.json``: ``rounds``, ``epsilon_max``, ``delta``, ``accountant``, ``clients`` {site-id: {``epsilon``,
   ``num_examples``, ``rounds_trained``, ``excluded``}}, ``seconds``, ``final`` (the last round's
   mean losses), ``stopped``, ``samples``, ``checkpoint`` (relative paths), ``config``.

@@ -37,6 +37,9 @@ def test_run_writes_every_file_with_finite_values(run_dir):
                 assert finite(client[key]), key
             assert client["num_examples"] > 0 and client["steps"] == 3
         assert record["epsilon_max"] == max(c["epsilon"] for c in record["clients"].values())
+        timing = record["timing"]
+        assert 0 < timing["local_training_s"] <= timing["communicate_s"] <= record["seconds"]
+        assert timing["local_training_sum_s"] >= timing["local_training_s"]
     assert records[1]["epsilon_max"] > records[0]["epsilon_max"] > 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rounds"] == 2 and summary["stopped"] == "completed"
