@@ -102,7 +102,7 @@ def train_locally(generator: Generator, discriminator: Discriminator, data: Site
         private_d, d_optimizer, private_loader = engine.make_private(
             module=discriminator, optimizer=d_optimizer, data_loader=loader,
             noise_multiplier=noise_multiplier, max_grad_norm=config.max_grad_norm,
-            poisson_sampling=True, grad_sample_mode="hooks",
+            poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
         )
     fake_batch = max(1, round(len(data) * private_loader.sample_rate))
     num_classes = config.num_classes if config.conditional else 0

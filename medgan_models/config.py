@@ -16,6 +16,8 @@ from typing import Any
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128)
 LOSSES = ("minimax", "wasserstein")
 ACCOUNTANTS = ("prv", "rdp")
+# "ew" rejects the GAN step's pattern and "ghost" two forwards of one module (seen here)
+GRAD_SAMPLE_MODES = ("hooks", "functorch")
 AGGREGATIONS = ("fedavg", "median", "trimmed-mean")
 
 
@@ -46,6 +48,7 @@ class RunConfig:
     max_grad_norm: float = 1.0
     noise_multiplier: float = 0.0  # 0 = derive it from target-epsilon over the planned rounds
     accountant: str = "prv"
+    grad_sample_mode: str = "hooks"  # Opacus per-sample gradients: "hooks" or "functorch"
     wgan_clip: float = 0.01
     augment: bool = False
     # Federation
@@ -99,6 +102,8 @@ class RunConfig:
             (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
             (self.num_classes >= 0, "num-classes must be >= 0 (0 = unconditional)"),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got '{self.loss}'"),
+            (self.grad_sample_mode in GRAD_SAMPLE_MODES,
+             f"grad-sample-mode must be one of {GRAD_SAMPLE_MODES}, got '{self.grad_sample_mode}'"),
             (self.accountant in ACCOUNTANTS,
              f"accountant must be one of {ACCOUNTANTS}, got '{self.accountant}'"),
             (self.num_rounds >= 1, "num-rounds must be >= 1"),

@@ -25,9 +25,9 @@ def config(**kw):
 
 
 @pytest.mark.parametrize("loss", ["minimax", "wasserstein"])
-@pytest.mark.parametrize("augment", [False, True])
-def test_both_models_learn_and_steps_are_counted(loss, augment):
-    cfg = config(loss=loss, augment=augment)
+@pytest.mark.parametrize("augment,mode", [(False, "hooks"), (True, "functorch")])
+def test_both_models_learn_and_steps_are_counted(loss, augment, mode):
+    cfg = config(loss=loss, augment=augment, grad_sample_mode=mode)
     torch.manual_seed(0)
     generator, discriminator = build_models(cfg)
     g0 = [p.detach().clone() for p in generator.parameters()]
