@@ -8,12 +8,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from client.data import SiteData, load_site_dataset
+from client.data import DICOM_OPTION_KEYS, SiteData, load_site_dataset
 from medgan_models.config import ConfigError, RunConfig
 
 # Run-config keys a site may override for itself in its node config (e.g. its own data).
 SITE_OVERRIDABLE = ("data", "state-dir", "max-epsilon", "device", "samples-per-site")
-NODE_KEYS = ("partition-id", "num-partitions", "site-name", *SITE_OVERRIDABLE)
+# Node-config keys for a site's DICOM data (window, labels, filters): see client.data.dicom_options.
+# ``data-dir`` is an alias of ``data``.
+NODE_KEYS = ("partition-id", "num-partitions", "site-name", "data-dir", *SITE_OVERRIDABLE,
+             *DICOM_OPTION_KEYS)
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class SiteSettings:
     partition_id: int
     num_partitions: int
     state_dir: Path
+    data_options: tuple[tuple[str, str], ...] = ()  # DICOM option node-config keys, sorted
 
     @property
     def ledger_dir(self) -> Path:
@@ -39,6 +43,10 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any],
         raise ConfigError(f"unknown node-config key(s) {unknown}; known: {list(NODE_KEYS)}")
     merged = {**run_config, **(overrides or {})}
     merged.update({k: v for k, v in node_config.items() if k in SITE_OVERRIDABLE})
+    if "data-dir" in node_config:
+        if "data" in node_config and str(node_config["data"]) != str(node_config["data-dir"]):
+            raise ConfigError("node config sets both data and data-dir, differently; set one")
+        merged["data"] = node_config["data-dir"]
     config = RunConfig.from_mapping(merged)
     partition_id = int(node_config.get("partition-id", 0))
     num_partitions = int(node_config.get("num-partitions", 1))
@@ -46,18 +54,21 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any],
         raise ConfigError(f"partition-id {partition_id} is not in [0, {num_partitions})")
     site_id = str(node_config.get("site-name", f"site-{partition_id}"))
     state_dir = Path(config.state_dir or Path(config.out_dir) / "site-state")
-    return config, SiteSettings(site_id, partition_id, num_partitions, state_dir)
+    options = tuple(sorted((k, str(v)) for k, v in node_config.items() if k in DICOM_OPTION_KEYS))
+    return config, SiteSettings(site_id, partition_id, num_partitions, state_dir, options)
 
 
 def load_data(config: RunConfig, site: SiteSettings) -> SiteData:
     """This site's training images (cached per process: rounds do not re-read the data)."""
     return _load_cached(config.data, site.partition_id, site.num_partitions, config.image_size,
                         config.channels, config.alpha or None, config.seed,
-                        config.samples_per_site)
+                        config.samples_per_site, site.data_options)
 
 
 @lru_cache(maxsize=4)
 def _load_cached(source: str, site: int, num_sites: int, image_size: int, channels: int,
-                 alpha: float | None, seed: int, samples_per_site: int) -> SiteData:
+                 alpha: float | None, seed: int, samples_per_site: int,
+                 data_options: tuple[tuple[str, str], ...] = ()) -> SiteData:
     return load_site_dataset(source, site, num_sites, image_size, channels, alpha=alpha,
-                             seed=seed, samples_per_site=samples_per_site)
+                             seed=seed, samples_per_site=samples_per_site,
+                             dicom=dict(data_options))

@@ -51,6 +51,13 @@ class RunConfig:
     grad_sample_mode: str = "hooks"  # Opacus per-sample gradients: "hooks" or "functorch"
     wgan_clip: float = 0.01
     augment: bool = False
+    # Evaluation (see README "Quality metrics")
+    eval_every: int = 1  # rounds between evaluations (0 = never)
+    eval_samples: int = 500  # generated images per evaluation
+    holdout_fraction: float = 0.1  # share of each site's images never trained on (tests)
+    tstr_steps: int = 200  # classifier steps for TSTR / TRTR (0 = skip)
+    inception_path: str = ""  # local inception-2015-12-05.pt: adds FID and IS
+    fid_stats_noise: float = 0.0  # > 0: epsilon of the Gaussian noise on the real statistics
     # Federation
     min_sites: int = 2  # a round is aggregated only if at least this many sites trained
     aggregation: str = "fedavg"  # or "median" / "trimmed-mean" (robust to a faulty site)
@@ -117,6 +124,11 @@ class RunConfig:
             (self.noise_multiplier >= 0, "noise-multiplier must be >= 0 (0 = derive)"),
             (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
             (self.min_sites >= 1, "min-sites must be >= 1"),
+            (self.eval_every >= 0, "eval-every must be >= 0 (0 = never)"),
+            (self.eval_samples >= 10, "eval-samples must be >= 10"),
+            (0 <= self.holdout_fraction < 1, "holdout-fraction must be in [0, 1)"),
+            (self.tstr_steps >= 0, "tstr-steps must be >= 0"),
+            (self.fid_stats_noise >= 0, "fid-stats-noise must be >= 0 (0 = exact statistics)"),
             (self.aggregation in AGGREGATIONS,
              f"aggregation must be one of {AGGREGATIONS}, got '{self.aggregation}'"),
             (0 <= self.trim_fraction < 0.5, "trim-fraction must be in [0, 0.5)"),

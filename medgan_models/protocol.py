@@ -8,3 +8,26 @@ CONFIG = "config"  # ConfigRecord sent by the server: server-round
 TRAINED = "trained"
 BUDGET_EXHAUSTED = "budget-exhausted"
 ERROR = "error"
+
+# Evaluate messages carry a "task" in their config record:
+REAL_STATS = "real-stats"  # reply: per-extractor feature statistics of the site's real images
+EVALUATE = "evaluate"  # reply: the site's metrics of the sent generator (PRDC, TSTR/TRTR)
+
+
+def stats_to_arrays(stats: dict) -> dict:
+    """``{extractor: FeatureStats}`` -> flat numpy arrays ``extractor.mean`` / ``extractor.cov``
+    and counts ``extractor.count`` (for an ArrayRecord and a MetricRecord)."""
+    arrays, counts = {}, {}
+    for name, value in stats.items():
+        arrays[f"{name}.mean"], arrays[f"{name}.cov"] = value.mean, value.cov
+        counts[f"{name}.count"] = int(value.count)
+    return {"arrays": arrays, "counts": counts}
+
+
+def stats_from_arrays(arrays: dict, counts: dict) -> dict:
+    """Inverse of :func:`stats_to_arrays`."""
+    from medgan_models.metrics import FeatureStats
+
+    names = {key.rsplit(".", 1)[0] for key in arrays}
+    return {name: FeatureStats(int(counts[f"{name}.count"]), arrays[f"{name}.mean"],
+                               arrays[f"{name}.cov"]) for name in names}

@@ -23,6 +23,8 @@ from medgan_models.networks import build_models
 from medgan_models.sampling import class_labels, generator_from_state, sample_images, save_image_grid
 from medgan_models.weights import pair_state
 from server.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from server.evaluation import FederatedEvaluator
+from server.metrics_plot import METRICS_PLOT, plot_metrics
 from server.run_records import RunRecorder, round_record
 from server.strategy import DPGanFedAvg, RoundReport
 
@@ -115,6 +117,7 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
                            config.max_update_norm)
     strategy.excluded_sites = set(state.excluded_sites)
     arrays = ArrayRecord(state.weights)
+    evaluator = FederatedEvaluator(config)
     stopped, checkpoint, started = "completed", None, time.perf_counter()
     elapsed = state.seconds
     for server_round in range(state.next_round, config.num_rounds + 1):
@@ -147,12 +150,22 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
         laps.lap("checkpoint")
         grid_path = write_sample_grid(weights, config, run_dir / "samples"
                                       / f"round_{server_round:03d}.png")
+        metrics = None
+        if config.eval_every and (server_round % config.eval_every == 0
+                                  or server_round == config.num_rounds):
+            metrics = evaluator.evaluate(grid, strategy.eligible_nodes(grid), arrays, weights,
+                                         server_round)
         laps.lap("evaluate")
         record = round_record(report, state.site_epsilons, config.delta, strategy.excluded_sites,
                               time.perf_counter() - t0, str(grid_path.relative_to(run_dir)))
         record["timing"] = {**laps.seconds, **training_time(report)}
+        if metrics is not None:
+            record["metrics"] = metrics
+            record["stats_epsilon"] = evaluator.stats_epsilon
         recorder.append(record)
         recorder.write_summary(recorder.summary(config, elapsed, "running", checkpoint))
+        if metrics is not None:
+            plot_metrics(recorder.records, run_dir / METRICS_PLOT)
         progress(_progress_line(record, config.num_rounds))
     elapsed = state.seconds + time.perf_counter() - started
     summary = recorder.summary(config, elapsed, stopped, checkpoint)

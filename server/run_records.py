@@ -7,8 +7,11 @@
   composition over disjoint data), ``delta``, ``excluded``, ``rejected`` (reasons), ``absent`` (sites that did not reply in time),
   ``seconds``, ``samples``, ``timing`` (seconds per phase: ``communicate_s`` (send, local
   training, receive), ``aggregate_s``, ``checkpoint_s``, ``evaluate_s``, ``local_training_s``
-  (wall time covered by the sites' training), ``local_training_sum_s``).
-``summary.json``: ``rounds``, ``epsilon_max``, ``delta``, ``accountant``, ``clients`` {site-id: {``epsilon``,
+  (wall time covered by the sites' training), ``local_training_sum_s``); on evaluation rounds
+  ``metrics`` (``frd``, ``precision``, ``recall``, ``density``, ``coverage``, ``tstr_accuracy``,
+  ``trtr_accuracy``, ``tstr_over_trtr``, ``fid`` and ``inception_score`` with an Inception
+  file, ``prdc_reference``) and ``stats_epsilon`` (per site, when real statistics are noised).
+``summary.json``: ``rounds``, ``metrics`` (the last evaluation's), ``metrics_round``, ``epsilon_max``, ``delta``, ``accountant``, ``clients`` {site-id: {``epsilon``,
   ``num_examples``, ``rounds_trained``, ``excluded``}}, ``seconds``, ``final`` (the last round's
   mean losses), ``stopped``, ``samples``, ``checkpoint`` (relative paths), ``config``.
 Lines are flushed as they are written and the summary is replaced atomically, so a crash
@@ -110,8 +113,11 @@ class RunRecorder:
             info["excluded"] = site in last["excluded"]
         trained = [c for c in last["clients"].values() if c.get("status") == "trained"]
         final = {key: _mean([c.get(key) for c in trained]) for key in ("d_loss", "g_loss")}
+        evaluated = [r for r in self.records if "metrics" in r]
         return {
             "rounds": last.get("round", 0),
+            "metrics": evaluated[-1]["metrics"] if evaluated else {},
+            "metrics_round": evaluated[-1]["round"] if evaluated else None,
             "epsilon_max": max((c["epsilon"] or 0.0 for c in clients.values()), default=0.0),
             "delta": config.delta,
             "accountant": config.accountant,

@@ -1,4 +1,4 @@
-"""The ``medgan`` command line: ``simulate`` and ``generate``.
+"""The ``medgan`` command line: ``simulate``, ``generate`` and ``data inspect``.
 
 Settings come, lowest first, from the defaults (``RunConfig``), a ``--config`` TOML file with
 the run-config keys, a resumed run's own checkpoint, and the flags given. Bad input ends with
@@ -64,11 +64,33 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="write synthetic images from a trained run")
     p.add_argument("--run", required=True, type=Path, help="run folder")
     p.add_argument("--n", type=int, default=64, help="number of images")
-    p.add_argument("--out", required=True, type=Path, help="folder for PNGs, or a .npz file")
+    p.add_argument("--out", required=True, type=Path,
+                   help="folder for PNG or DICOM files, or a .npz file")
+    p.add_argument("--format", choices=["png", "npz", "dicom"],
+                   help="png (default), npz (default when --out ends in .npz), or dicom "
+                        "(Secondary Capture files marked synthetic)")
     p.add_argument("--label", type=int, help="class to generate (conditional models)")
     p.add_argument("--checkpoint", type=Path, help="a specific checkpoint (default: the last)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def _data_parser(sub: argparse._SubParsersAction) -> None:
+    from simulation.data_inspect import add_inspect_arguments
+
+    p = sub.add_parser("data", help="check a site's data before training")
+    actions = p.add_subparsers(dest="data_command", required=True)
+    inspect = actions.add_parser(
+        "inspect", help="per-site report (files, skips, modalities, labels...) and a contact sheet",
+        description="Report what a site's data holds and how it will be pre-processed. "
+                    "Nothing leaves this machine.")
+    add_inspect_arguments(inspect)
+
+
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="recompute a run's quality metrics for a checkpoint")
+    p.add_argument("--run", required=True, type=Path, help="run folder")
+    p.add_argument("--checkpoint", type=Path, help="a specific checkpoint (default: the last)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _simulate_parser(sub)
     _generate_parser(sub)
+    _evaluate_parser(sub)
+    _data_parser(sub)
     return parser
 
 
@@ -129,8 +153,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from simulation.generate import generate
 
             out = generate(args.run, args.n, args.out, args.label, args.seed, args.checkpoint,
-                           args.device)
+                           args.device, args.format)
             print(f"wrote {args.n} synthetic images to {out}")
+        elif args.command == "evaluate":
+            from simulation.evaluate import evaluate_run
+
+            result = evaluate_run(args.run, args.checkpoint)
+            for key, value in result["metrics"].items():
+                print(f"  {key:16s} {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+            print(f"round {result['round']} metrics written to {result['written']}")
+        elif args.command == "data":
+            from simulation.data_inspect import run_inspect
+
+            return run_inspect(args)
     except (ConfigError, DataError, FileNotFoundError, ValueError) as error:
         print(f"medgan: error: {error}", file=sys.stderr)
         return 2

@@ -1,4 +1,7 @@
-"""``medgan generate``: synthetic images from a run's latest (or a given) checkpoint."""
+"""``medgan generate``: synthetic images from a run's latest (or a given) checkpoint.
+
+Written as PNG files, one ``.npz`` file, or DICOM Secondary Capture objects marked synthetic.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,20 @@ from medgan_models.config import RunConfig
 from medgan_models.sampling import class_labels, generator_from_state, sample_images, to_uint8
 from server.checkpoint import latest_checkpoint, load_checkpoint
 
+FORMATS = ("png", "npz", "dicom")
+
 
 def generate(run: Path, n: int, out: Path, label: int | None = None, seed: int = 0,
-             checkpoint: Path | None = None, device: str = "auto") -> Path:
-    """Write ``n`` images as PNG files in folder ``out``, or one ``.npz`` if ``out`` ends so."""
+             checkpoint: Path | None = None, device: str = "auto", fmt: str | None = None) -> Path:
+    """Write ``n`` images to ``out`` as ``fmt`` (``png``/``dicom``: a folder; ``npz``: one file).
+
+    Without ``fmt``: one ``.npz`` if ``out`` ends so, PNG files otherwise.
+    """
+    fmt = fmt or ("npz" if out.suffix == ".npz" else "png")
+    if fmt not in FORMATS:
+        raise ValueError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
+    if fmt == "npz" and out.suffix != ".npz":
+        raise ValueError(f"--format npz needs an --out file ending in .npz, got {out}")
     path = checkpoint or latest_checkpoint(run)
     if path is None:
         raise FileNotFoundError(f"{run}: no checkpoints/round_*.pt (is this a run folder?)")
@@ -34,7 +47,15 @@ def generate(run: Path, n: int, out: Path, label: int | None = None, seed: int =
     images = sample_images(generator, labels, n, seed=seed, device=resolve_device(device))
     pixels = to_uint8(images)
     label_array = labels.numpy() if labels is not None else np.zeros(n, np.int64)
-    if out.suffix == ".npz":
+    if fmt == "dicom":
+        from simulation.dicom_export import write_synthetic_dicom
+
+        description = (f"SYNTHETIC medgan-fl DP-GAN {config.image_size}px run {run.resolve().name} "
+                       f"round {ckpt.round}")
+        write_synthetic_dicom(pixels, labels.numpy() if labels is not None else None, out,
+                              description)
+        return out
+    if fmt == "npz":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out, images=pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels,
                             labels=label_array, checkpoint=str(path))

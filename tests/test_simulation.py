@@ -22,7 +22,10 @@ def finite(value):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "run"
-    assert main(["simulate", *TINY, "--rounds", "2", "--out", str(out)]) == 0
+    cheap_eval = out.parent / "eval.toml"
+    cheap_eval.write_text("eval-samples = 40\ntstr-steps = 10\nholdout-fraction = 0.2\n")
+    assert main(["simulate", *TINY, "--rounds", "2", "--out", str(out),
+                 "--config", str(cheap_eval)]) == 0
     return out
 
 
@@ -43,6 +46,14 @@ def test_run_writes_every_file_with_finite_values(run_dir):
     assert records[1]["epsilon_max"] > records[0]["epsilon_max"] > 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rounds"] == 2 and summary["stopped"] == "completed"
+    metrics = summary["metrics"]
+    for key in ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
+                "trtr_accuracy"):
+        assert finite(metrics[key]), key
+    assert metrics["frd"] > 0 and "fid" not in metrics  # no Inception file given
+    assert 0 <= metrics["precision"] <= 1 and 0 <= metrics["tstr_accuracy"] <= 1
+    assert all("metrics" in r for r in records)
+    assert (run_dir / "metrics.png").stat().st_size > 1000
     assert summary["epsilon_max"] == pytest.approx(records[1]["epsilon_max"])
     assert summary["delta"] == 1e-5 and summary["seconds"] > 0
     assert set(summary["clients"]) == {"site-0", "site-1"}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from client.data.dicom_source import is_dicom_source, load_dicom_site, shared_dicom_class_names
 from client.data.folder_png import class_folders, folder_class_names, load_image_files, scan_image_folder
 from client.data.npz import load_npz_images, npz_class_names, read_npz_labels, scan_npz
 from client.data.partition import partition_indices
@@ -80,14 +83,20 @@ def _phantom_site(site: int, num_sites: int, image_size: int, channels: int, alp
 def _require_exists(path: Path) -> None:
     if not path.exists():
         raise DataError(f"{path}: does not exist")
-    if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".npz")):
-        raise DataError(f"{path}: expected a folder of PNG/JPEG images or a MedMNIST .npz file")
+    if not (path.is_dir() or (path.is_file() and path.suffix.lower() in (".npz", ".dcm"))):
+        raise DataError(f"{path}: expected a folder of DICOM or PNG/JPEG images, a .dcm file "
+                        "or a MedMNIST .npz file")
 
 
 def _load_pooled(path: Path, site: int, num_sites: int, image_size: int, channels: int,
-                 alpha: float | None, seed: int) -> SiteData:
+                 alpha: float | None, seed: int, dicom: Mapping[str, Any] | None) -> SiteData:
     _require_exists(path)
-    if path.is_dir():
+    if is_dicom_source(path):
+        load = load_dicom_site(path, image_size, channels, dicom)
+        labels, names = load.labels, load.class_names
+        idx = _site_indices(labels, str(path), site, num_sites, alpha, seed)
+        images = load.images[idx]
+    elif path.is_dir():
         files, labels, names = scan_image_folder(path)
         idx = _site_indices(labels, str(path), site, num_sites, alpha, seed)
         images = load_image_files([files[i] for i in idx], image_size, channels)
@@ -99,9 +108,15 @@ def _load_pooled(path: Path, site: int, num_sites: int, image_size: int, channel
     return SiteData(images, labels[idx].astype(np.int64), len(names), names, desc)
 
 
-def _shared_class_names(paths: list[Path], own: Path, source: str) -> list[str]:
+def _shared_class_names(paths: list[Path], own: Path, source: str,
+                        dicom: Mapping[str, Any] | None = None) -> list[str]:
     """Class names common to all per-site entries that exist here, so labels agree across sites."""
     present = [p for p in paths if p == own or p.exists()]
+    dicoms = [p for p in present if is_dicom_source(p)]
+    if dicoms and len(dicoms) != len(present):
+        raise DataError(f"{source}: per-site entries mix DICOM and other sources; use one kind")
+    if dicoms:
+        return shared_dicom_class_names(dicoms, dicom, source)
     folders = [p for p in present if p.is_dir()]
     npzs = [p for p in present if p.is_file() and p.suffix.lower() == ".npz"]
     if folders and npzs:
@@ -116,7 +131,7 @@ def _shared_class_names(paths: list[Path], own: Path, source: str) -> list[str]:
 
 
 def _load_site_entry(source: str, site: int, num_sites: int, image_size: int,
-                     channels: int) -> SiteData:
+                     channels: int, dicom: Mapping[str, Any] | None) -> SiteData:
     entries = [e.strip() for e in source.split(",")]
     if len(entries) != num_sites:
         raise DataError(f"{source}: {len(entries)} per-site entries given but there are {num_sites} sites; "
@@ -126,8 +141,11 @@ def _load_site_entry(source: str, site: int, num_sites: int, image_size: int,
     paths = [Path(e).expanduser() for e in entries]
     own = paths[site]
     _require_exists(own)
-    names = _shared_class_names(paths, own, source)
-    if own.is_dir():
+    names = _shared_class_names(paths, own, source, dicom)
+    if is_dicom_source(own):
+        load = load_dicom_site(own, image_size, channels, dicom, names)
+        images, labels = load.images, load.labels
+    elif own.is_dir():
         files, labels, names = scan_image_folder(own, names)
         images = load_image_files(files, image_size, channels)
     else:
@@ -137,7 +155,8 @@ def _load_site_entry(source: str, site: int, num_sites: int, image_size: int,
 
 
 def load_site_dataset(source: str, site: int, num_sites: int, image_size: int, channels: int = 1,
-                      alpha: float | None = None, seed: int = 0, samples_per_site: int = 600) -> SiteData:
+                      alpha: float | None = None, seed: int = 0, samples_per_site: int = 600,
+                      dicom: Mapping[str, Any] | None = None) -> SiteData:
     """Load site ``site`` (0-based) of ``num_sites`` from ``source``.
 
     ``source`` is ``"phantom"`` (embedded synthetic brain slices; a pool of
@@ -146,7 +165,11 @@ def load_site_dataset(source: str, site: int, num_sites: int, image_size: int, c
     with one folder/.npz per site (site i loads entry i whole; class names are
     shared across the entries found on this machine), or one folder/.npz split
     across sites (IID when ``alpha`` is None, Dirichlet(alpha) over labels
-    otherwise). Images come back as float32 (N, channels, S, S) in [-1, 1].
+    otherwise). A folder holding DICOM files (or a ``.dcm`` file) is read by
+    :mod:`client.data.dicom_source`; ``dicom`` overrides its options (window,
+    labels, label-manifest, modality, body-part, min-size) on top of the
+    folder's own ``medgan-dicom.toml``. Images come back as float32
+    (N, channels, S, S) in [-1, 1].
     Raises :class:`DataError` with a one-line message naming the source on any
     bad input.
     """
@@ -155,5 +178,6 @@ def load_site_dataset(source: str, site: int, num_sites: int, image_size: int, c
     if src.lower() == PHANTOM_SOURCE:
         return _phantom_site(site, num_sites, image_size, channels, alpha, seed, samples_per_site)
     if "," in src:
-        return _load_site_entry(src, site, num_sites, image_size, channels)
-    return _load_pooled(Path(src).expanduser(), site, num_sites, image_size, channels, alpha, seed)
+        return _load_site_entry(src, site, num_sites, image_size, channels, dicom)
+    return _load_pooled(Path(src).expanduser(), site, num_sites, image_size, channels, alpha, seed,
+                        dicom)

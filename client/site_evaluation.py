@@ -1,0 +1,90 @@
+"""What a site computes about the shared generator with its own images; only numbers leave.
+
+- ``real_statistics``: mean/covariance/count of the site's training-image features (radiomic,
+  plus Inception when a local weights file is configured), optionally noised (Gaussian
+  mechanism, ``fid-stats-noise`` = its epsilon), for the server's Frechet distances.
+- ``evaluate_generator``: precision/recall/density/coverage of generated images against the
+  site's held-out images (computed here, at the site), and utility: a small classifier trained
+  on synthetic images and tested on the held-out images (TSTR) beside one trained on the site's
+  real training images (TRTR).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from client.data import SiteData
+from medgan_models.config import RunConfig
+from medgan_models.metrics import (
+    FeatureStats,
+    accuracy,
+    feature_stats,
+    inception_features,
+    load_inception,
+    noisy_stats,
+    prdc,
+    radiomic_features,
+    standardise,
+    train_classifier,
+)
+from medgan_models.sampling import generator_from_state, sample_images
+
+PRDC_K = 5
+STATS_CLIP_NORM = 100.0  # feature-vector L2 bound for noisy statistics (fixed, not data-derived)
+
+
+def real_statistics(data: SiteData, config: RunConfig, seed: int
+                    ) -> tuple[dict[str, FeatureStats], dict[str, float]]:
+    """Feature statistics of the site's training images, per extractor; and the noise used."""
+    features = {"radiomic": radiomic_features(data.images)}
+    if config.inception_path:
+        features["inception"] = inception_features(load_inception(config.inception_path),
+                                                   data.images)
+    stats, report = {}, {}
+    rng = np.random.default_rng(seed)
+    for name, values in features.items():
+        if config.fid_stats_noise > 0:
+            epsilon = config.fid_stats_noise / len(features)  # split over the extractors
+            stats[name], info = noisy_stats(values, epsilon, config.delta, STATS_CLIP_NORM, rng)
+            report["stats-epsilon"] = report.get("stats-epsilon", 0.0) + info["epsilon"]
+        else:
+            stats[name] = feature_stats(values)
+    return stats, report
+
+
+def evaluate_generator(weights: dict[str, torch.Tensor], config: RunConfig, train: SiteData,
+                       holdout: SiteData, seed: int) -> dict[str, float]:
+    """PRDC against the held-out images and TSTR/TRTR accuracies (empty if no holdout)."""
+    if len(holdout) <= PRDC_K:
+        return {}
+    generator = generator_from_state(weights, config)
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(holdout.labels, size=config.eval_samples)  # the site's class mix
+    fake = sample_images(generator, torch.from_numpy(labels) if config.conditional else None,
+                         config.eval_samples, seed=seed).numpy()
+    real_features = radiomic_features(holdout.images)
+    reference = (real_features.mean(0), real_features.std(0))
+    scores = prdc(standardise(real_features, reference),
+                  standardise(radiomic_features(fake), reference), k=PRDC_K)
+    metrics = {k: float(v) for k, v in scores.items()}
+    metrics["eval-examples"] = len(holdout)
+    if config.conditional and config.tstr_steps > 0 and len(np.unique(holdout.labels)) > 1:
+        synthetic = train_classifier(fake, labels, config.num_classes, config.tstr_steps,
+                                     seed=seed)
+        metrics["tstr-accuracy"] = accuracy(synthetic, holdout.images, holdout.labels)
+        metrics["trtr-accuracy"] = _trtr(train, holdout, config.num_classes, config.tstr_steps,
+                                         seed)
+    return metrics
+
+
+def _trtr(train: SiteData, holdout: SiteData, num_classes: int, steps: int, seed: int) -> float:
+    """Train-real-test-real accuracy: the same every round, so computed once per process."""
+    key = (id(train), id(holdout), num_classes, steps, seed)
+    if key not in _TRTR_CACHE:
+        model = train_classifier(train.images, train.labels, num_classes, steps, seed=seed)
+        _TRTR_CACHE[key] = accuracy(model, holdout.images, holdout.labels)
+    return _TRTR_CACHE[key]
+
+
+_TRTR_CACHE: dict[tuple, float] = {}

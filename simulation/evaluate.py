@@ -1,0 +1,52 @@
+"""``medgan evaluate``: recompute a run's quality metrics for any checkpoint, offline.
+
+The simulated sites' data is on this machine, so each site's part is computed here with the
+same functions a real site runs, and combined exactly as the server does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from client.holdout import split_holdout
+from client.site import load_data, site_config
+from client.site_evaluation import evaluate_generator, real_statistics
+from client.training_round import round_seed
+from medgan_models.config import RunConfig
+from server.checkpoint import latest_checkpoint, load_checkpoint
+from server.evaluation import FederatedEvaluator
+from server.run_records import read_summary
+
+
+def evaluate_run(run: Path, checkpoint: Path | None = None) -> dict[str, Any]:
+    """The metrics of a checkpoint (default: the run's last), as the federation computes them."""
+    path = checkpoint or latest_checkpoint(run)
+    if path is None:
+        raise FileNotFoundError(f"{run}: no checkpoints/round_*.pt (is this a run folder?)")
+    ckpt = load_checkpoint(path)
+    config = RunConfig.from_mapping(ckpt.run_config)
+    sites = len(read_summary(run).get("clients", {}))
+    if sites == 0:
+        raise FileNotFoundError(f"{run}: summary.json lists no sites")
+    per_site_stats, class_counts, site_metrics = [], [], []
+    for partition in range(sites):
+        site_cfg, site = site_config(config.to_mapping(),
+                                     {"partition-id": partition, "num-partitions": sites})
+        train, holdout = split_holdout(load_data(site_cfg, site), config.holdout_fraction,
+                                       config.seed)
+        seed = round_seed(config.seed, ckpt.round, site.site_id)
+        stats, _ = real_statistics(train, site_cfg, seed)
+        per_site_stats.append(stats)
+        class_counts.append(np.bincount(train.labels, minlength=max(config.num_classes, 1)))
+        site_metrics.append(evaluate_generator(ckpt.weights, site_cfg, train, holdout, seed))
+    evaluator = FederatedEvaluator(config)
+    evaluator.pool_real(per_site_stats, class_counts)
+    metrics = evaluator.metrics(ckpt.weights, site_metrics)
+    result = {"checkpoint": str(path), "round": ckpt.round, "metrics": metrics}
+    out = run / f"evaluation_round_{ckpt.round:03d}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return {**result, "written": str(out)}
