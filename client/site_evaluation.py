@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -28,6 +30,7 @@ from medgan_models.metrics import (
     standardise,
     train_classifier,
 )
+from medgan_models.protocol import stats_to_arrays
 from medgan_models.sampling import generator_from_state, sample_images
 
 PRDC_K = 5
@@ -51,6 +54,17 @@ def real_statistics(data: SiteData, config: RunConfig, seed: int
         else:
             stats[name] = feature_stats(values)
     return stats, report
+
+
+def real_statistics_record(data: SiteData, config: RunConfig, seed: int
+                           ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """:func:`real_statistics` as message payload: feature arrays, and counts/noise numbers
+    (with the class counts, so that the server generates the same class mix)."""
+    stats, noise = real_statistics(data, config, seed)
+    encoded = stats_to_arrays(stats)
+    counts = np.bincount(data.labels, minlength=max(config.num_classes, 1))
+    return encoded["arrays"], {**encoded["counts"], **noise,
+                               "class-counts": [int(c) for c in counts]}
 
 
 def evaluate_generator(weights: dict[str, torch.Tensor], config: RunConfig, train: SiteData,

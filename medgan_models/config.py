@@ -53,9 +53,9 @@ class RunConfig:
     augment: bool = False
     # Evaluation (see README "Quality metrics")
     eval_every: int = 1  # rounds between evaluations (0 = never)
-    eval_samples: int = 500  # generated images per evaluation
+    eval_samples: int = 300  # generated images per evaluation
     holdout_fraction: float = 0.1  # share of each site's images never trained on (tests)
-    tstr_steps: int = 200  # classifier steps for TSTR / TRTR (0 = skip)
+    tstr_steps: int = 100  # classifier steps for TSTR / TRTR (0 = skip)
     inception_path: str = ""  # local inception-2015-12-05.pt: adds FID and IS
     fid_stats_noise: float = 0.0  # > 0: epsilon of the Gaussian noise on the real statistics
     # Federation
