@@ -17,10 +17,11 @@ from typing import Any
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.privacy_ledger import PrivacyLedger
-from client.site import load_data, site_config
+from client.data import SiteData
 from client.holdout import cached_split
-from client.site_evaluation import evaluate_generator, real_statistics
+from client.privacy_ledger import PrivacyLedger
+from client.site import SiteSettings, load_data, site_config
+from client.site_evaluation import evaluate_generator, real_statistics_record
 from client.training_round import round_seed, train_round
 from medgan_models.config import ConfigError, RunConfig
 from medgan_models.protocol import ARRAYS, CONFIG, ERROR, METRICS, REAL_STATS, SITE
