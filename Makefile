@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/medgan simulate $(ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check --select F,E9 --exclude .venv .
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 bench: $(STAMP)

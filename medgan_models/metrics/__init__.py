@@ -44,5 +44,6 @@ __all__ = [
     "radiomic_features",
     "standardise",
     "standardise_stats",
+    "trace_sqrt_product",
     "train_classifier",
 ]
