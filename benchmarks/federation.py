@@ -82,14 +82,14 @@ def default_round(rounds: int, timeout: float) -> dict[str, Any]:
     return {**round_breakdown(result["records"]), "peak_memory_mb": result["peak_memory_mb"]}
 
 
-def sites_scaling(counts: list[int], timeout: float) -> list[dict[str, Any]]:
+def sites_scaling(counts: list[int], rounds: int, timeout: float) -> list[dict[str, Any]]:
     """Round time and peak memory against the number of virtual hospitals (16x16, tiny steps)."""
     rows = []
     for sites in counts:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 result = run_simulation(
-                    ["--sites", str(sites), "--rounds", "2", "--image-size", "16",
+                    ["--sites", str(sites), "--rounds", str(rounds), "--image-size", "16",
                      "--local-steps", "2", "--batch-size", "16", "--samples-per-site", "48",
                      "--device", "cpu"], Path(tmp) / "run", timeout)
             except (RuntimeError, subprocess.TimeoutExpired) as error:

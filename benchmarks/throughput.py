@@ -134,7 +134,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def best_of(fn, repeats: int, *args) -> float:
-    """Fastest of ``repeats`` runs after one warm-up run (timings on a shared CPU are noisy)."""
-    fn(*args)
-    return min(fn(*args) for _ in range(repeats))
+def seconds_per_step(fn, repeats: int, size: int, batch: int, steps: int, *args) -> float:
+    """Marginal seconds per step: (t(2n) - t(n)) / n, which cancels set-up costs (model
+    building, ``make_private``); the fastest of ``repeats`` (a shared CPU is noisy)."""
+    fn(size, batch, 2, *args)  # warm-up
+    return min((fn(size, batch, 2 * steps, *args) - fn(size, batch, steps, *args)) / steps
+               for _ in range(repeats))
