@@ -153,8 +153,9 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
         metrics = None
         if config.eval_every and (server_round % config.eval_every == 0
                                   or server_round == config.num_rounds):
-            metrics = evaluator.evaluate(grid, strategy.eligible_nodes(grid), arrays, weights,
-                                         server_round)
+            # only sites that just replied: a site that dropped out would stall evaluation too
+            metrics = evaluator.evaluate(grid, [r.node_id for r in report.trained], arrays,
+                                         weights, server_round)
         laps.lap("evaluate")
         record = round_record(report, state.site_epsilons, config.delta, strategy.excluded_sites,
                               time.perf_counter() - t0, str(grid_path.relative_to(run_dir)))

@@ -85,7 +85,10 @@ class DPGanFedAvg(FedAvg):
         report = RoundReport(server_round)
         reference_np = {k: v.numpy() for k, v in reference.items()} if reference else {}
         replied: set[int] = set()
+        sent = set(sent_to)
         for reply in replies:
+            if sent and reply.has_error() and reply.metadata.src_node_id not in sent:
+                continue  # Flower's own "node unavailable" reply (from the SuperLink): absent
             replied.add(reply.metadata.src_node_id)
             try:
                 parsed = parse_reply(reply, reference_np, self.max_update_norm)
@@ -100,9 +103,9 @@ class DPGanFedAvg(FedAvg):
                 self.excluded_nodes.add(parsed.node_id)
                 self.excluded_sites.add(parsed.site_id)
                 report.newly_excluded.append(parsed.site_id)
-        report.absent = sorted(self.node_sites.get(n, f"node-{n}") for n in set(sent_to) - replied)
+        report.absent = sorted(self.node_sites.get(n, f"node-{n}") for n in sent - replied)
         for site in report.absent:
-            log.warning("round %d: %s did not reply in time", server_round, site)
+            log.warning("round %d: %s did not reply in time (or went offline)", server_round, site)
         self.last_report = report
         if not report.trained or len(report.trained) < self.min_sites:
             return None, None

@@ -128,3 +128,15 @@ def test_absent_sites_are_named_and_min_sites_is_enforced():
                                          reference=reference, sent_to=[1, 2, 3])
     assert arrays is None  # only one of min-sites 2 trained
     assert strategy.last_report.absent == ["node-3", "site-2"]
+
+
+def test_flower_node_unavailable_reply_counts_as_absent_not_as_a_site():
+    strategy = DPGanFedAvg(min_sites=1)
+    reference = ArrayRecord({k: Array(v) for k, v in REFERENCE.items()})
+    strategy.aggregate_train(1, [reply(2, weights=weights(1.0)), reply(3, weights=weights(1.0))],
+                             reference=reference, sent_to=[2, 3])
+    unavailable = reply(1, error="Node Unavailable")  # sent by the SuperLink (node id 1)
+    arrays, _ = strategy.aggregate_train(2, [reply(2, weights=weights(1.0)), unavailable],
+                                         reference=reference, sent_to=[2, 3])
+    assert arrays is not None
+    assert strategy.last_report.absent == ["site-3"] and strategy.last_report.rejected == []
