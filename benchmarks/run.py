@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--device cpu|cuda] [--json OUT.json]
 
-Every ratio is measured in this run, on this machine. ``--quick`` finishes in about 5 minutes
+Every ratio is measured in this run, on this machine. ``--quick`` finishes in about 6 minutes
 on 2 CPU cores.
 """
 
@@ -59,7 +59,7 @@ def throughput_table(sizes: list[int], batch: int, steps: int, repeats: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and sizes (~5 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer steps and sizes (~6 min)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
