@@ -1,0 +1,1 @@
+"""Privacy auditing: empirical lower bounds on epsilon from attacks (issue: privacy audit)."""
