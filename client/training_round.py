@@ -54,7 +54,6 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
     noise_multiplier = derive_noise_multiplier(config, len(data))
     planned = LedgerEntry(server_round, noise_multiplier,
                           sample_rate_for(len(data), config.batch_size), config.local_steps)
-    spent = ledger.epsilon(config.delta, config.accountant)
     next_epsilon = ledger.epsilon_after(planned, config.delta, config.accountant)
     base = {
         "num-examples": len(data),
@@ -64,6 +63,7 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
         "sample-rate": planned.sample_rate,
     }
     if next_epsilon > config.max_epsilon * (1 + 1e-9):
+        spent = ledger.epsilon(config.delta, config.accountant)  # only needed to report
         message = (f"{site.site_id}: another round would spend epsilon {next_epsilon:.3f} > "
                    f"max-epsilon {config.max_epsilon:g} (spent so far {spent:.3f}); not training")
         return RoundOutcome(BUDGET_EXHAUSTED, message,

@@ -102,9 +102,8 @@ def write_sample_grid(weights: dict[str, torch.Tensor], config: RunConfig, path:
     generator = generator_from_state(weights, config)
     per_class = SAMPLES_PER_CLASS if config.conditional else 64
     labels = class_labels(config.num_classes, per_class)
-    images = sample_images(generator, labels, per_class * max(1, config.num_classes
-                                                              if config.conditional else 1),
-                           seed=config.seed)
+    count = len(labels) if labels is not None else per_class
+    images = sample_images(generator, labels, count, seed=config.seed)
     return save_image_grid(images, path, columns=8, group_size=per_class)
 
 

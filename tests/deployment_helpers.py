@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server import run_records
+
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 DEV_CA = ROOT / "deploy" / "dev_ca.sh"
@@ -293,17 +295,8 @@ def run_config(out: Path, rounds: int, **extra: Any) -> str:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The complete lines of a run's ``metrics.jsonl``."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        try:
-            lines.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return lines
+    """The complete lines of a run's ``metrics.jsonl`` (the project's own reader)."""
+    return run_records.read_metrics(run_dir / run_records.METRICS_FILE)
 
 
 def rounds_done(run_dir: Path) -> int:
