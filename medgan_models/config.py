@@ -66,6 +66,7 @@ class RunConfig:
     round_timeout: float = 3600.0
     data: str = "phantom"
     samples_per_site: int = 2000
+    canaries: int = 0  # > 0: canary images for the one-run privacy audit (see audit/)
     alpha: float = 0.0  # 0 = IID split of a pooled source; > 0 = Dirichlet concentration
     seed: int = 0
     device: str = "auto"
@@ -134,6 +135,7 @@ class RunConfig:
             (0 <= self.trim_fraction < 0.5, "trim-fraction must be in [0, 0.5)"),
             (self.max_update_norm >= 0, "max-update-norm must be >= 0 (0 = off)"),
             (self.samples_per_site >= 1, "samples-per-site must be >= 1"),
+            (self.canaries >= 0, "canaries must be >= 0 (0 = none)"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device must be auto, cpu or cuda, got '{self.device}'"),
         ]
