@@ -7,6 +7,14 @@ each discriminator batch has a FIXED size (the expected real batch size, not the
 one), so adding or removing one real record changes exactly one clipped term: the
 sensitivity stays ``max-grad-norm`` and the fake batch is never charged. The generator learns
 only from the (already private) discriminator and random noise: post-processing, no extra cost.
+
+Per-sample gradients come from Opacus in one of three ways (``grad-sample-mode``): ``hooks``
+and ``functorch`` materialise every sample's gradient and clip it in the optimizer; ``ghost``
+(ghost clipping) computes only every sample's gradient *norm* in a first backward pass, then
+backpropagates the loss re-weighted by each sample's clipping factor ``min(1, C / norm)``: the
+same clipped sum, without the per-sample gradient tensors. It needs the loss to go through
+Opacus' criterion wrapper, so every mode computes the discriminator loss with
+:class:`GanCriterion` (one forward over the concatenated real + fake batch, one per-sample loss).
 """
 
 from __future__ import annotations
@@ -20,12 +28,13 @@ import numpy as np
 import torch
 from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from client.data import SiteData, augment_batch
 from client.privacy_ledger import quiet_accounting
 from medgan_models.config import RunConfig
-from medgan_models.losses import make_loss
+from medgan_models.losses import GanLoss, make_loss
 from medgan_models.networks import Discriminator, Generator
 
 
@@ -75,6 +84,55 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class GanCriterion(nn.Module):
+    """The discriminator loss of a real + fake batch: ``criterion(scores, n_real)``.
+
+    The first ``n_real`` scores are real images, the rest fake ones; each sample gets its own
+    loss term (the GAN loss' real or fake side), reduced by ``reduction`` ("mean", "sum" or
+    "none"). This is the interface Opacus' ghost-clipping wrapper drives: it switches
+    ``reduction`` to "none" to get the per-sample losses it re-weights.
+    """
+
+    def __init__(self, loss: GanLoss) -> None:
+        super().__init__()
+        self.loss = loss
+        self.reduction = "mean"
+
+    def forward(self, scores: torch.Tensor, n_real: int) -> torch.Tensor:
+        per_sample = torch.cat([self.loss.discriminator_real(scores[:n_real]),
+                                self.loss.discriminator_fake(scores[n_real:])])
+        if self.reduction == "none":
+            return per_sample
+        return per_sample.sum() if self.reduction == "sum" else per_sample.mean()
+
+
+def make_private_discriminator(discriminator: Discriminator, d_optimizer: torch.optim.Optimizer,
+                               loader: DataLoader, loss: GanLoss, config: RunConfig,
+                               noise_multiplier: float):
+    """Opacus' wrapping for ``config.grad_sample_mode``, the same for every mode:
+    Poisson sampling, clipping to ``max-grad-norm``, mean loss reduction (the optimizer divides
+    the noisy clipped sum by the expected real batch size).
+
+    Returns (private discriminator, DP optimizer, criterion, Poisson data loader, engine); the
+    criterion is :class:`GanCriterion`, wrapped by Opacus for ghost clipping.
+    """
+    criterion = GanCriterion(loss)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=config.accountant)
+        made = engine.make_private(
+            module=discriminator, optimizer=d_optimizer, data_loader=loader,
+            noise_multiplier=noise_multiplier, max_grad_norm=config.max_grad_norm,
+            poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
+            criterion=criterion, loss_reduction="mean",
+        )
+    if config.grad_sample_mode == "ghost":
+        private_d, d_optimizer, criterion, private_loader = made
+    else:
+        private_d, d_optimizer, private_loader = made
+    return private_d, d_optimizer, criterion, private_loader, engine
+
+
 def _random_labels(num_classes: int, n: int, device: torch.device) -> torch.Tensor | None:
     return torch.randint(0, num_classes, (n,), device=device) if num_classes > 1 else None
 
@@ -96,14 +154,8 @@ def train_locally(generator: Generator, discriminator: Discriminator, data: Site
     dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        engine = PrivacyEngine(accountant=config.accountant)
-        private_d, d_optimizer, private_loader = engine.make_private(
-            module=discriminator, optimizer=d_optimizer, data_loader=loader,
-            noise_multiplier=noise_multiplier, max_grad_norm=config.max_grad_norm,
-            poisson_sampling=True, grad_sample_mode=config.grad_sample_mode,
-        )
+    private_d, d_optimizer, criterion, private_loader, engine = make_private_discriminator(
+        discriminator, d_optimizer, loader, loss, config, noise_multiplier)
     fake_batch = max(1, round(len(data) * private_loader.sample_rate))
     num_classes = config.num_classes if config.conditional else 0
     augment_rng = torch.Generator(device=device).manual_seed(seed + 1)
@@ -120,8 +172,8 @@ def train_locally(generator: Generator, discriminator: Discriminator, data: Site
         real, labels = real.to(device), labels.to(device)
         if config.augment:
             real = augment_batch(real, augment_rng)
-        d_losses.append(_discriminator_step(generator, private_d, d_optimizer, loss, real,
-                                            labels, fake_batch, num_classes, config, device))
+        d_losses.append(discriminator_step(generator, private_d, d_optimizer, criterion, real,
+                                           labels, fake_batch, num_classes, config, device))
         loss.after_discriminator_step(discriminator)
         if (step + 1) % config.discriminator_steps == 0:
             g_losses.append(_generator_step(generator, private_d, g_optimizer, d_optimizer, loss,
@@ -139,23 +191,22 @@ def train_locally(generator: Generator, discriminator: Discriminator, data: Site
     )
 
 
-def _discriminator_step(generator, private_d, d_optimizer, loss, real, labels, fake_batch,
-                        num_classes, config, device) -> float:
+def discriminator_step(generator, private_d, d_optimizer, criterion, real, labels, fake_batch,
+                       num_classes, config, device) -> float:
     """One DP-SGD step on real (Poisson batch, maybe empty) + fixed-size fake images."""
     with torch.no_grad():
         fake_labels = _random_labels(num_classes, fake_batch, device)
         fake = generator(torch.randn(fake_batch, config.latent_dim, device=device), fake_labels)
     images = torch.cat([real, fake])
     both_labels = torch.cat([labels, fake_labels]) if num_classes > 1 else None
-    scores = private_d(images, both_labels)
-    n_real = real.shape[0]
-    per_sample = torch.cat([loss.discriminator_real(scores[:n_real]),
-                            loss.discriminator_fake(scores[n_real:])])
     d_optimizer.zero_grad(set_to_none=True)
-    # Opacus rescales the mean by the forward's batch size, so each sample's gradient is its own.
-    per_sample.mean().backward()
+    scores = private_d(images, both_labels)
+    # A mean over the forward's batch: Opacus rescales it by that batch size, so each sample's
+    # gradient (hooks, functorch) or gradient norm (ghost) is its own before clipping.
+    d_loss = criterion(scores, real.shape[0])
+    d_loss.backward()  # ghost: two passes (norms, then the clipped re-weighted loss)
     d_optimizer.step()
-    return float(per_sample.detach().mean())
+    return float(d_loss.detach())
 
 
 def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_batch,

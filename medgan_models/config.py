@@ -16,8 +16,11 @@ from typing import Any
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128)
 LOSSES = ("minimax", "wasserstein")
 ACCOUNTANTS = ("prv", "rdp")
-# "ew" rejects the GAN step's pattern and "ghost" two forwards of one module (seen here)
-GRAD_SAMPLE_MODES = ("hooks", "functorch")
+# Opacus per-sample gradient modes medgan-fl's DP step supports: "hooks" and "functorch"
+# materialise per-sample gradients; "ghost" (ghost clipping) computes only their norms and
+# backpropagates a re-weighted loss through Opacus' criterion wrapper (client/dp_training.py).
+# "ew" (expanded weights) rejects the GAN step's pattern (seen here).
+GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
 AGGREGATIONS = ("fedavg", "median", "trimmed-mean")
 
 
@@ -48,7 +51,7 @@ class RunConfig:
     max_grad_norm: float = 1.0
     noise_multiplier: float = 0.0  # 0 = derive it from target-epsilon over the planned rounds
     accountant: str = "prv"
-    grad_sample_mode: str = "hooks"  # Opacus per-sample gradients: "hooks" or "functorch"
+    grad_sample_mode: str = "hooks"  # Opacus per-sample gradients: "hooks", "functorch", "ghost"
     wgan_clip: float = 0.01
     augment: bool = False
     # Evaluation (see README "Quality metrics")

@@ -1,13 +1,24 @@
-"""The local DP-GAN step: both models learn, Poisson edge cases, both losses."""
+"""The local DP-GAN step: both models learn, Poisson edge cases, both losses, every Opacus
+gradient mode clips each sample's gradient on its own."""
+
+import copy
 
 import numpy as np
 import pytest
 import torch
 
 from client.data import SiteData
-from client.dp_training import derive_noise_multiplier, sample_rate_for, train_locally
+from client.dp_training import (
+    GanCriterion,
+    derive_noise_multiplier,
+    discriminator_step,
+    make_private_discriminator,
+    sample_rate_for,
+    train_locally,
+)
 from client.privacy_ledger import LedgerEntry, PrivacyLedger
 from medgan_models.config import RunConfig
+from medgan_models.losses import make_loss
 from medgan_models.networks import build_models
 
 
@@ -25,7 +36,7 @@ def config(**kw):
 
 
 @pytest.mark.parametrize("loss", ["minimax", "wasserstein"])
-@pytest.mark.parametrize("augment,mode", [(False, "hooks"), (True, "functorch")])
+@pytest.mark.parametrize("augment,mode", [(False, "hooks"), (True, "functorch"), (False, "ghost")])
 def test_both_models_learn_and_steps_are_counted(loss, augment, mode):
     cfg = config(loss=loss, augment=augment, grad_sample_mode=mode)
     torch.manual_seed(0)
@@ -41,8 +52,10 @@ def test_both_models_learn_and_steps_are_counted(loss, augment, mode):
         assert max(p.abs().max().item() for p in discriminator.parameters()) <= cfg.wgan_clip
 
 
-def test_empty_poisson_batches_do_not_break_a_step():
-    cfg = config(batch_size=1, local_steps=12, num_classes=0)  # q = 1/4: many empty batches
+@pytest.mark.parametrize("mode", ["hooks", "ghost"])
+def test_empty_poisson_batches_do_not_break_a_step(mode):
+    cfg = config(batch_size=1, local_steps=12, num_classes=0,  # q = 1/4: many empty batches
+                 grad_sample_mode=mode)
     generator, discriminator = build_models(cfg)
     result = train_locally(generator, discriminator, data(n=4, classes=1), cfg, 1.0,
                            torch.device("cpu"), 3)
@@ -65,3 +78,74 @@ def test_derived_noise_spends_the_target_over_all_rounds():
     assert ledger.epsilon(cfg.delta) == pytest.approx(3.0, rel=0.01)
     assert ledger.epsilon(cfg.delta) <= 3.0
     assert derive_noise_multiplier(cfg.replace(noise_multiplier=2.5), 200) == 2.5
+
+
+class FixedGenerator(torch.nn.Module):
+    """Stands in for the generator: always the same fake images (the step's fake half)."""
+
+    def __init__(self, fake):
+        super().__init__()
+        self.fake = fake
+
+    def forward(self, z, labels=None):
+        return self.fake
+
+
+def reference_clipped_mean(discriminator, criterion, images, labels, n_real, max_grad_norm,
+                           expected_batch_size):
+    """DP-SGD's clipped gradient by hand: each sample's gradient alone, clipped to
+    max_grad_norm, summed, divided by the expected real batch size."""
+    criterion.reduction = "none"
+    total = [torch.zeros_like(p) for p in discriminator.parameters()]
+    for i in range(len(images)):
+        scores = discriminator(images[i:i + 1], labels[i:i + 1])
+        per_sample = criterion(scores, 1 if i < n_real else 0)
+        grads = torch.autograd.grad(per_sample.sum(), list(discriminator.parameters()))
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
+        factor = min(1.0, max_grad_norm / (norm.item() + 1e-6))
+        for t, g in zip(total, grads, strict=True):
+            t += factor * g
+    return [t / expected_batch_size for t in total]
+
+
+@pytest.mark.parametrize("loss", ["minimax", "wasserstein"])
+@pytest.mark.parametrize("max_grad_norm", [1e-3, 1.0])
+def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(loss, max_grad_norm):
+    """With noise 0 the DP gradient is exactly the sum of per-sample clipped gradients over the
+    expected batch size: the same for hooks, functorch and ghost clipping."""
+    rng = torch.Generator().manual_seed(5)
+    n, n_real, fake_batch = 32, 6, 8  # a Poisson batch of 6 real images, 8 fake (q = 1/4)
+    site = data(n=n)
+    real = torch.from_numpy(site.images[:n_real])
+    real_labels = torch.from_numpy(site.labels[:n_real])
+    fake = torch.rand(fake_batch, 1, 16, 16, generator=rng) * 2 - 1
+    for mode in ("hooks", "functorch", "ghost"):
+        cfg = config(loss=loss, grad_sample_mode=mode, max_grad_norm=max_grad_norm)
+        torch.manual_seed(0)
+        _, discriminator = build_models(cfg)
+        plain = copy.deepcopy(discriminator)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(torch.from_numpy(site.images),
+                                           torch.from_numpy(site.labels)), batch_size=8)
+        d_optimizer = torch.optim.SGD(discriminator.parameters(), lr=0.0)
+        private_d, d_optimizer, criterion, _, _ = make_private_discriminator(
+            discriminator, d_optimizer, loader, make_loss(loss), cfg, noise_multiplier=0.0)
+        torch.manual_seed(1)  # the step draws the fake labels
+        discriminator_step(FixedGenerator(fake), private_d, d_optimizer, criterion, real,
+                           real_labels, fake_batch, 2, cfg, torch.device("cpu"))
+        got = [p.grad.detach().clone() for p in discriminator.parameters()]
+        torch.manual_seed(1)
+        fake_labels = torch.randint(0, 2, (fake_batch,))
+        expected = reference_clipped_mean(
+            plain, GanCriterion(make_loss(loss)), torch.cat([real, fake]),
+            torch.cat([real_labels, fake_labels]), n_real, max_grad_norm, expected_batch_size=8)
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-7)
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in got)).item()
+        assert norm <= (n_real + fake_batch) * max_grad_norm / 8 * (1 + 1e-5)
+    unclipped = reference_clipped_mean(
+        plain, GanCriterion(make_loss(loss)), torch.cat([real, fake]),
+        torch.cat([real_labels, fake_labels]), n_real, 1e9, expected_batch_size=8)
+    unclipped_norm = torch.sqrt(sum(g.pow(2).sum() for g in unclipped)).item()
+    if max_grad_norm == 1e-3:  # clipping did bite (the comparison above is not vacuous)
+        assert norm < 0.1 * unclipped_norm
