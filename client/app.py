@@ -18,9 +18,8 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from client.data import SiteData
-from client.holdout import cached_split
 from client.privacy_ledger import PrivacyLedger
-from client.site import SiteSettings, load_data, site_config
+from client.site import SiteSettings, site_config, train_and_holdout
 from client.site_evaluation import evaluate_generator, real_statistics_record
 from client.training_round import round_seed, train_round
 from medgan_models.config import ConfigError, RunConfig
@@ -49,8 +48,7 @@ def _site(context: Context, overrides: Mapping[str, Any] | None
           ) -> tuple[RunConfig, SiteSettings, SiteData, SiteData]:
     """The run config, the site, and its (training, held-out) images."""
     config, site = site_config(context.run_config, context.node_config, overrides)
-    train, holdout = cached_split(load_data(config, site), config.holdout_fraction, config.seed)
-    return config, site, train, holdout
+    return (config, site, *train_and_holdout(config, site))
 
 
 def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from client.data import DICOM_OPTION_KEYS, SiteData, load_site_dataset
+from client.data.canaries import CANARY_SITE, CanarySet, make_canaries, with_canaries
+from client.holdout import cached_split
 from medgan_models.config import ConfigError, RunConfig
 
 # Run-config keys a site may override for itself in its node config (e.g. its own data).
@@ -72,3 +74,18 @@ def _load_cached(source: str, site: int, num_sites: int, image_size: int, channe
     return load_site_dataset(source, site, num_sites, image_size, channels, alpha=alpha,
                              seed=seed, samples_per_site=samples_per_site,
                              dicom=dict(data_options))
+
+
+def train_and_holdout(config: RunConfig, site: SiteSettings) -> tuple[SiteData, SiteData]:
+    """This site's (training, held-out) images. The held-out part is never trained on; on the
+    canary site of a run with ``canaries``, the training part also holds the included canaries."""
+    train, holdout = cached_split(load_data(config, site), config.holdout_fraction, config.seed)
+    if config.canaries and site.partition_id == CANARY_SITE:
+        train = with_canaries(train, run_canaries(config))
+    return train, holdout
+
+
+def run_canaries(config: RunConfig) -> CanarySet:
+    """The run's canary set (its inclusion mask is rebuilt from the run seed)."""
+    return make_canaries(config.canaries, config.image_size, config.channels,
+                         config.num_classes if config.conditional else 0, config.seed)

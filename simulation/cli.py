@@ -1,4 +1,4 @@
-"""The ``medgan`` command line: ``simulate``, ``generate`` and ``data inspect``.
+"""The ``medgan`` command line: simulate, generate, evaluate, audit and data inspect.
 
 Settings come, lowest first, from the defaults (``RunConfig``), a ``--config`` TOML file with
 the run-config keys, a resumed run's own checkpoint, and the flags given. Bad input ends with
@@ -26,7 +26,7 @@ SIMULATE_FLAGS = {
     "data": "data", "out": "out-dir", "seed": "seed", "device": "device", "loss": "loss",
     "local_steps": "local-steps", "batch_size": "batch-size", "num_classes": "num-classes",
     "samples_per_site": "samples-per-site", "noise_multiplier": "noise-multiplier",
-    "accountant": "accountant", "channels": "channels",
+    "accountant": "accountant", "channels": "channels", "canaries": "canaries",
 }
 
 
@@ -55,6 +55,9 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-multiplier", type=float,
                    help="fix sigma instead of deriving it from --epsilon")
     p.add_argument("--accountant", choices=["prv", "rdp"])
+    p.add_argument("--canaries", type=int, metavar="M",
+                   help="add M canary images (each kept with probability 1/2) to site-0 for "
+                        "the one-run privacy audit (medgan audit)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--config", metavar="FILE", help="TOML file with run-config keys")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
@@ -93,6 +96,25 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, help="a specific checkpoint (default: the last)")
 
 
+def _audit_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="privacy audit of a trained run: accountant vs attacks",
+                       description="Recompute each site's epsilon with two accountants, run "
+                                   "membership-inference attacks on the released model, and "
+                                   "write audit.json, roc.png and audit.md.")
+    p.add_argument("--run", required=True, type=Path, help="run folder")
+    p.add_argument("--checkpoint", type=Path, help="a specific checkpoint (default: the last)")
+    p.add_argument("--state-dir", type=Path,
+                   help="folder of the sites' privacy ledgers (default: the run's state-dir, "
+                        "else <run>/site-state)")
+    p.add_argument("--out", type=Path, help="folder for the report (default: the run folder)")
+    p.add_argument("--queries-per-site", type=int, default=500,
+                   help="members and non-members queried per site (default 500)")
+    p.add_argument("--samples-per-class", type=int, default=2000,
+                   help="generated samples the black-box attacker sees per class (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``medgan`` argument parser."""
     parser = argparse.ArgumentParser(prog="medgan", description=__doc__.splitlines()[0])
@@ -100,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _simulate_parser(sub)
     _generate_parser(sub)
     _evaluate_parser(sub)
+    _audit_parser(sub)
     _data_parser(sub)
     return parser
 
@@ -162,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for key, value in result["metrics"].items():
                 print(f"  {key:16s} {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
             print(f"round {result['round']} metrics written to {result['written']}")
+        elif args.command == "audit":
+            from simulation.audit_report import run_audit_command
+
+            return run_audit_command(args)
         elif args.command == "data":
             from simulation.data_inspect import run_inspect
 
