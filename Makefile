@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+# The demo's run folder (set DEMO_OUT=DIR rather than --out in ARGS: the audit reads it too).
+ifndef DEMO_OUT
+DEMO_OUT := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+endif
+
 demo: $(STAMP)
-	$(BIN)/medgan simulate $(ARGS)
+	$(BIN)/medgan simulate --out $(DEMO_OUT) $(ARGS)
+	$(BIN)/medgan audit --run $(DEMO_OUT)
 
 test: $(STAMP)
 	$(BIN)/ruff check --select F,E9 --exclude .venv .

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from client.app import build_client_app
-from client.site import load_data, site_config
+from client.data.canaries import CANARY_SITE
+from client.site import load_data, run_canaries, site_config
 from medgan_models.config import RunConfig
 from server.app import build_server_app
 from server.checkpoint import latest_checkpoint
@@ -38,6 +39,10 @@ def preflight(config: RunConfig, sites: int) -> list[str]:
                 f"{config.num_classes}; set num-classes to {data.num_classes}")
         counts = ", ".join(f"{k} {v}" for k, v in data.label_counts().items())
         lines.append(f"  {settings.site_id}: {len(data)} images ({counts}) from {data.source}")
+        if config.canaries and settings.partition_id == CANARY_SITE:
+            kept = int(run_canaries(config).included.sum())
+            lines.append(f"  {settings.site_id} also trains on {kept} of {config.canaries} canary "
+                         "images (one-run privacy audit: medgan audit)")
     return lines
 
 
