@@ -66,7 +66,7 @@ def run_audit(run_dir: Path, out_dir: Path | None = None, checkpoint: Path | Non
                 for s in site_ids]
 
     generator, discriminator = build_models(config)
-    load_pair_state(generator, discriminator, ckpt.weights)
+    load_pair_state(generator, discriminator, ckpt.release_weights)
     torch_device = resolve_device(device)
     num_classes = config.num_classes if config.conditional else 0
     progress(f"  [2/3] membership inference: {samples_per_class} generated samples per class, "

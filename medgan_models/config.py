@@ -22,6 +22,7 @@ ACCOUNTANTS = ("prv", "rdp")
 # "ew" (expanded weights) rejects the GAN step's pattern (seen here).
 GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
 AGGREGATIONS = ("fedavg", "median", "trimmed-mean")
+SERVER_OPTIMIZERS = ("none", "fedavgm", "fedadam")  # applied to the aggregate (FedOpt)
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,10 @@ class RunConfig:
     min_sites: int = 2  # a round is aggregated only if at least this many sites trained
     aggregation: str = "fedavg"  # or "median" / "trimmed-mean" (robust to a faulty site)
     trim_fraction: float = 0.2  # cut from each end per coordinate, for trimmed-mean
+    server_optimizer: str = "none"  # "fedavgm" / "fedadam": a server step on the aggregate
+    server_learning_rate: float = 1.0
+    server_momentum: float = 0.9  # FedAvgM momentum, FedAdam beta1
+    generator_ema: float = 0.0  # > 0: released generator = EMA over rounds with this decay
     max_update_norm: float = 0.0  # > 0: reject updates farther (L2) from the global model
     round_timeout: float = 3600.0
     data: str = "phantom"
@@ -136,6 +141,12 @@ class RunConfig:
             (self.aggregation in AGGREGATIONS,
              f"aggregation must be one of {AGGREGATIONS}, got '{self.aggregation}'"),
             (0 <= self.trim_fraction < 0.5, "trim-fraction must be in [0, 0.5)"),
+            (self.server_optimizer in SERVER_OPTIMIZERS,
+             f"server-optimizer must be one of {SERVER_OPTIMIZERS}, got "
+             f"'{self.server_optimizer}'"),
+            (self.server_learning_rate > 0, "server-learning-rate must be > 0"),
+            (0 <= self.server_momentum < 1, "server-momentum must be in [0, 1)"),
+            (0 <= self.generator_ema < 1, "generator-ema must be in [0, 1) (0 = off)"),
             (self.max_update_norm >= 0, "max-update-norm must be >= 0 (0 = off)"),
             (self.samples_per_site >= 1, "samples-per-site must be >= 1"),
             (self.canaries >= 0, "canaries must be >= 0 (0 = none)"),

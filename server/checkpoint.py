@@ -25,6 +25,15 @@ class Checkpoint:
     site_epsilons: dict[str, float] = field(default_factory=dict)
     excluded_sites: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # generator.* tensors averaged over rounds (run config generator-ema > 0), else empty
+    generator_ema: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    # the server optimiser's state (e.g. FedAdam's moments), for an exact resume
+    server_state: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    @property
+    def release_weights(self) -> dict[str, torch.Tensor]:
+        """What the run releases: the weights, with the averaged generator when there is one."""
+        return {**self.weights, **self.generator_ema}
 
 
 def checkpoint_path(run_dir: Path, server_round: int) -> Path:

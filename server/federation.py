@@ -10,22 +10,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
 from medgan_models.config import RunConfig
 from medgan_models.networks import build_models
 from medgan_models.sampling import class_labels, generator_from_state, sample_images, save_image_grid
-from medgan_models.weights import pair_state
+from medgan_models.weights import GENERATOR_PREFIX, pair_state
 from server.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from server.evaluation import FederatedEvaluator
 from server.metrics_plot import METRICS_PLOT, plot_metrics
 from server.run_records import RunRecorder, round_record
+from server.server_optimizer import ServerOptimizer, ema_update, make_server_optimizer
 from server.strategy import DPGanFedAvg, RoundReport
 
 log = logging.getLogger("medgan.server")
@@ -41,6 +43,13 @@ class RunState:
     site_epsilons: dict[str, float]
     excluded_sites: set[str]
     seconds: float
+    generator_ema: dict[str, np.ndarray] | None = None
+    server_state: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def release_weights(self) -> dict[str, torch.Tensor]:
+        """The weights with the averaged generator in place (when averaging)."""
+        ema = {k: torch.from_numpy(v) for k, v in (self.generator_ema or {}).items()}
+        return {**self.weights, **ema}
 
 
 def initial_state(config: RunConfig) -> RunState:
@@ -52,7 +61,10 @@ def initial_state(config: RunConfig) -> RunState:
         ckpt = load_checkpoint(path)
         log.info("resuming from %s (round %d done)", path, ckpt.round)
         return RunState(ckpt.round + 1, ckpt.weights, dict(ckpt.site_epsilons),
-                        set(ckpt.excluded_sites), ckpt.seconds)
+                        set(ckpt.excluded_sites), ckpt.seconds,
+                        {k: v.numpy() for k, v in ckpt.generator_ema.items()} or None,
+                        {name: {k: v.numpy() for k, v in part.items()}
+                         for name, part in ckpt.server_state.items()})
     torch.manual_seed(config.seed)
     generator, discriminator = build_models(config)
     return RunState(1, pair_state(generator, discriminator), {}, set(), 0.0)
@@ -117,6 +129,8 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
     strategy.excluded_sites = set(state.excluded_sites)
     arrays = ArrayRecord(state.weights)
     evaluator = FederatedEvaluator(config)
+    optimizer = make_server_optimizer(config)
+    optimizer.state = state.server_state
     stopped, checkpoint, started = "completed", None, time.perf_counter()
     elapsed = state.seconds
     for server_round in range(state.next_round, config.num_rounds + 1):
@@ -140,21 +154,30 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
             recorder.append(round_record(report, state.site_epsilons, config.delta,
                                          strategy.excluded_sites, 0.0, ""))
             break
-        arrays = aggregated
-        weights = arrays.to_torch_state_dict()
+        arrays = server_update(optimizer, arrays, aggregated)
+        state.weights = weights = arrays.to_torch_state_dict()
+        if config.generator_ema > 0:
+            generator = {k: v.numpy() for k, v in weights.items()
+                         if k.startswith(GENERATOR_PREFIX)}
+            state.generator_ema = ema_update(state.generator_ema, generator, config.generator_ema)
+        release = state.release_weights()
         elapsed = state.seconds + time.perf_counter() - started
         checkpoint = save_checkpoint(run_dir, Checkpoint(
             server_round, weights, config.to_mapping(), config.seed, state.site_epsilons,
-            sorted(strategy.excluded_sites), elapsed))
+            sorted(strategy.excluded_sites), elapsed,
+            {k: torch.from_numpy(v) for k, v in (state.generator_ema or {}).items()},
+            {name: {k: torch.from_numpy(np.asarray(v)) for k, v in part.items()}
+             for name, part in optimizer.state.items()}))
         laps.lap("checkpoint")
-        grid_path = write_sample_grid(weights, config, run_dir / "samples"
+        grid_path = write_sample_grid(release, config, run_dir / "samples"
                                       / f"round_{server_round:03d}.png")
         metrics = None
         if config.eval_every and (server_round % config.eval_every == 0
                                   or server_round == config.num_rounds):
             # only sites that just replied: a site that dropped out would stall evaluation too
-            metrics = evaluator.evaluate(grid, [r.node_id for r in report.trained], arrays,
-                                         weights, server_round)
+            sent = arrays if state.generator_ema is None else ArrayRecord(release)
+            metrics = evaluator.evaluate(grid, [r.node_id for r in report.trained], sent,
+                                         release, server_round)
         laps.lap("evaluate")
         record = round_record(report, state.site_epsilons, config.delta, strategy.excluded_sites,
                               time.perf_counter() - t0, str(grid_path.relative_to(run_dir)))
@@ -173,6 +196,16 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
     if stopped != "completed":
         progress(stopped)
     return summary
+
+
+def server_update(optimizer: ServerOptimizer, current: ArrayRecord, aggregated: ArrayRecord
+                  ) -> ArrayRecord:
+    """The next global model: the aggregate, after the server optimiser's step (if any)."""
+    if type(optimizer) is ServerOptimizer:
+        return aggregated
+    new = optimizer.step({k: v.numpy() for k, v in current.items()},
+                         {k: v.numpy() for k, v in aggregated.items()})
+    return ArrayRecord({k: Array(np.array(v, order="C")) for k, v in new.items()})  # keeps 0-d
 
 
 def _no_training_reason(report: RoundReport, server_round: int, min_sites: int) -> str:

@@ -42,10 +42,11 @@ def evaluate_run(run: Path, checkpoint: Path | None = None) -> dict[str, Any]:
         stats, _ = real_statistics(train, site_cfg, seed)
         per_site_stats.append(stats)
         class_counts.append(np.bincount(train.labels, minlength=max(config.num_classes, 1)))
-        site_metrics.append(evaluate_generator(ckpt.weights, site_cfg, train, holdout, seed))
+        site_metrics.append(evaluate_generator(ckpt.release_weights, site_cfg, train, holdout,
+                                               seed))
     evaluator = FederatedEvaluator(config)
     evaluator.pool_real(per_site_stats, class_counts)
-    metrics = evaluator.metrics(ckpt.weights, site_metrics)
+    metrics = evaluator.metrics(ckpt.release_weights, site_metrics)
     result = {"checkpoint": str(path), "round": ckpt.round, "metrics": metrics}
     out = run / f"evaluation_round_{ckpt.round:03d}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

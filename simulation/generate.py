@@ -35,7 +35,7 @@ def generate(run: Path, n: int, out: Path, label: int | None = None, seed: int =
         raise FileNotFoundError(f"{run}: no checkpoints/round_*.pt (is this a run folder?)")
     ckpt = load_checkpoint(path)
     config = RunConfig.from_mapping(ckpt.run_config)
-    generator = generator_from_state(ckpt.weights, config)
+    generator = generator_from_state(ckpt.release_weights, config)
     labels = None
     if config.conditional:
         if label is not None and not 0 <= label < config.num_classes:
