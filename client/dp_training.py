@@ -31,6 +31,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from client import ghost_norms  # noqa: F401  (registers the Conv2d norm sampler for ghost)
 from client.data import SiteData, augment_batch
 from client.privacy_ledger import quiet_accounting
 from medgan_models.config import RunConfig
@@ -137,58 +138,92 @@ def _random_labels(num_classes: int, n: int, device: torch.device) -> torch.Tens
     return torch.randint(0, num_classes, (n,), device=device) if num_classes > 1 else None
 
 
+class LocalTrainer:
+    """One round of local training, set up once and advanced one DP step at a time.
+
+    ``train_locally`` runs it to the end; the benchmark times its ``step`` on its own.
+    """
+
+    def __init__(self, generator: Generator, discriminator: Discriminator, data: SiteData,
+                 config: RunConfig, noise_multiplier: float, device: torch.device,
+                 seed: int) -> None:
+        torch.manual_seed(seed)
+        self.generator, self.discriminator = generator.to(device).train(), discriminator
+        discriminator.to(device).train()
+        self.config, self.device, self.noise_multiplier = config, device, noise_multiplier
+        self.loss = make_loss(config.loss, config.wgan_clip)
+        betas = (0.0, 0.9) if config.loss == "wasserstein" else (0.5, 0.999)
+        self.g_optimizer = torch.optim.Adam(generator.parameters(),
+                                            config.learning_rate_generator, betas=betas)
+        d_optimizer = torch.optim.Adam(discriminator.parameters(),
+                                       config.learning_rate_discriminator, betas=betas)
+        dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
+        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed))
+        (self.private_d, self.d_optimizer, self.criterion, self.private_loader,
+         self.engine) = make_private_discriminator(discriminator, d_optimizer, loader,
+                                                   self.loss, config, noise_multiplier)
+        self.fake_batch = max(1, round(len(data) * self.private_loader.sample_rate))
+        self.num_classes = config.num_classes if config.conditional else 0
+        self.augment_rng = torch.Generator(device=device).manual_seed(seed + 1)
+        self.d_losses: list[float] = []
+        self.g_losses: list[float] = []
+        self.steps_done = 0
+        # The real batch needs no input gradient; PyTorch warns about that for every hook.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        self._batches = iter(self.private_loader)
+
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            return next(self._batches)
+        except StopIteration:
+            self._batches = iter(self.private_loader)
+            return next(self._batches)
+
+    def step(self) -> None:
+        """One DP discriminator step, and a generator step every ``discriminator-steps``."""
+        config, device = self.config, self.device
+        real, labels = self._next_batch()
+        real, labels = real.to(device), labels.to(device)
+        if config.augment:
+            real = augment_batch(real, self.augment_rng)
+        self.d_losses.append(discriminator_step(
+            self.generator, self.private_d, self.d_optimizer, self.criterion, real, labels,
+            self.fake_batch, self.num_classes, config, device))
+        self.loss.after_discriminator_step(self.discriminator)
+        self.steps_done += 1
+        if self.steps_done % config.discriminator_steps == 0:
+            self.g_losses.append(_generator_step(
+                self.generator, self.private_d, self.g_optimizer, self.d_optimizer, self.loss,
+                self.fake_batch, self.num_classes, config, device))
+
+    def result(self, seconds: float) -> LocalTrainingResult:
+        """What the round did; checks the accountant saw every step."""
+        steps = sum(n for _, _, n in self.engine.accountant.history)
+        if steps != self.steps_done:
+            raise RuntimeError(f"accountant saw {steps} steps, expected {self.steps_done}")
+        return LocalTrainingResult(
+            d_loss=float(np.mean(self.d_losses)),
+            g_loss=float(np.mean(self.g_losses)) if self.g_losses else float("nan"),
+            steps=steps,
+            noise_multiplier=self.noise_multiplier,
+            sample_rate=float(self.private_loader.sample_rate),
+            seconds=seconds,
+        )
+
+
 def train_locally(generator: Generator, discriminator: Discriminator, data: SiteData,
                   config: RunConfig, noise_multiplier: float, device: torch.device,
                   seed: int) -> LocalTrainingResult:
     """Run ``config.local_steps`` DP discriminator steps (and generator steps in between)."""
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    generator.to(device).train()
-    discriminator.to(device).train()
-    loss = make_loss(config.loss, config.wgan_clip)
-    betas = (0.0, 0.9) if config.loss == "wasserstein" else (0.5, 0.999)
-    g_optimizer = torch.optim.Adam(generator.parameters(), config.learning_rate_generator,
-                                   betas=betas)
-    d_optimizer = torch.optim.Adam(discriminator.parameters(), config.learning_rate_discriminator,
-                                   betas=betas)
-    dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    private_d, d_optimizer, criterion, private_loader, engine = make_private_discriminator(
-        discriminator, d_optimizer, loader, loss, config, noise_multiplier)
-    fake_batch = max(1, round(len(data) * private_loader.sample_rate))
-    num_classes = config.num_classes if config.conditional else 0
-    augment_rng = torch.Generator(device=device).manual_seed(seed + 1)
-    d_losses, g_losses = [], []
-    # The real batch needs no input gradient; PyTorch warns about that for every hook.
-    warnings.filterwarnings("ignore", message="Full backward hook is firing")
-    batches = iter(private_loader)
-    for step in range(config.local_steps):
-        try:
-            real, labels = next(batches)
-        except StopIteration:
-            batches = iter(private_loader)
-            real, labels = next(batches)
-        real, labels = real.to(device), labels.to(device)
-        if config.augment:
-            real = augment_batch(real, augment_rng)
-        d_losses.append(discriminator_step(generator, private_d, d_optimizer, criterion, real,
-                                           labels, fake_batch, num_classes, config, device))
-        loss.after_discriminator_step(discriminator)
-        if (step + 1) % config.discriminator_steps == 0:
-            g_losses.append(_generator_step(generator, private_d, g_optimizer, d_optimizer, loss,
-                                            fake_batch, num_classes, config, device))
-    steps = sum(n for _, _, n in engine.accountant.history)
-    if steps != config.local_steps:
-        raise RuntimeError(f"accountant saw {steps} steps, expected {config.local_steps}")
-    return LocalTrainingResult(
-        d_loss=float(np.mean(d_losses)),
-        g_loss=float(np.mean(g_losses)) if g_losses else float("nan"),
-        steps=steps,
-        noise_multiplier=noise_multiplier,
-        sample_rate=float(private_loader.sample_rate),
-        seconds=time.perf_counter() - start,
-    )
+    trainer = LocalTrainer(generator, discriminator, data, config, noise_multiplier, device, seed)
+    for _ in range(config.local_steps):
+        trainer.step()
+    result = trainer.result(time.perf_counter() - start)
+    if result.steps != config.local_steps:
+        raise RuntimeError(f"accountant saw {result.steps} steps, expected {config.local_steps}")
+    return result
 
 
 def discriminator_step(generator, private_d, d_optimizer, criterion, real, labels, fake_batch,
@@ -211,16 +246,26 @@ def discriminator_step(generator, private_d, d_optimizer, criterion, real, label
 
 def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_batch,
                     num_classes, config, device) -> float:
-    """One generator step through the discriminator, with Opacus' hooks off (no real data)."""
+    """One generator step through the discriminator, with Opacus' hooks off (no real data).
+
+    The discriminator's parameters are frozen for it: the backward pass then computes only
+    the gradient flowing back to the generator, not the discriminator's weight gradients
+    (which this step would throw away).
+    """
     fake_labels = _random_labels(num_classes, fake_batch, device)
     fake = generator(torch.randn(fake_batch, config.latent_dim, device=device), fake_labels)
     private_d.disable_hooks()
+    d_params = [p for p in private_d.parameters() if p.requires_grad]
     try:
+        for p in d_params:
+            p.requires_grad_(False)
         g_loss = loss.generator(private_d(fake, fake_labels))
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         g_optimizer.step()
     finally:
+        for p in d_params:
+            p.requires_grad_(True)
         private_d.enable_hooks()
-        d_optimizer.zero_grad(set_to_none=True)  # drop the D grads this step left behind
+        d_optimizer.zero_grad(set_to_none=True)  # no D gradient may reach the next DP step
     return float(g_loss.detach())
