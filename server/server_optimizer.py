@@ -46,7 +46,8 @@ class FedAvgM(ServerOptimizer):
         for key in self._float_keys(current, aggregate):
             delta = aggregate[key] - current[key]
             velocity[key] = self.momentum * velocity.get(key, 0.0) + delta
-            out[key] = (current[key] + self.learning_rate * velocity[key]).astype(current[key].dtype)
+            out[key] = np.asarray(current[key] + self.learning_rate * velocity[key],
+                                  dtype=current[key].dtype)
         return out
 
 
@@ -67,7 +68,7 @@ class FedAdam(ServerOptimizer):
             first[key] = self.beta1 * first.get(key, 0.0) + (1 - self.beta1) * delta
             second[key] = self.beta2 * second.get(key, 0.0) + (1 - self.beta2) * delta**2
             update = self.learning_rate * first[key] / (np.sqrt(second[key]) + self.tau)
-            out[key] = (current[key] + update).astype(current[key].dtype)
+            out[key] = np.asarray(current[key] + update, dtype=current[key].dtype)
         return out
 
 
@@ -88,7 +89,7 @@ def ema_update(average: State | None, weights: State, decay: float) -> State:
     out = {}
     for key, value in weights.items():
         if np.issubdtype(value.dtype, np.floating) and key in average:
-            out[key] = (decay * average[key] + (1 - decay) * value).astype(value.dtype)
+            out[key] = np.asarray(decay * average[key] + (1 - decay) * value, dtype=value.dtype)
         else:
             out[key] = value.copy()
     return out

@@ -37,6 +37,8 @@ def test_ema_starts_at_the_weights_then_averages():
     first = ema_update(None, {"g": np.array([2.0]), "n": np.array(1)}, 0.9)
     second = ema_update(first, {"g": np.array([12.0]), "n": np.array(2)}, 0.9)
     assert second["g"][0] == pytest.approx(3.0) and second["n"] == 2
+    scalar = ema_update(ema_update(None, {"s": np.array(1.0)}, 0.5), {"s": np.array(3.0)}, 0.5)
+    assert isinstance(scalar["s"], np.ndarray) and scalar["s"] == 2.0  # 0-d stays an array
 
 
 def test_config_names_the_optimiser_and_rejects_bad_values():
