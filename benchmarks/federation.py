@@ -82,21 +82,33 @@ def default_round(rounds: int, timeout: float) -> dict[str, Any]:
     return {**round_breakdown(result["records"]), "peak_memory_mb": result["peak_memory_mb"]}
 
 
-def sites_scaling(counts: list[int], rounds: int, timeout: float) -> list[dict[str, Any]]:
-    """Round time and peak memory against the number of virtual hospitals (16x16, tiny steps)."""
+def sites_scaling(counts: list[int], rounds: int, timeout: float,
+                  cheap_evaluation: bool = False) -> list[dict[str, Any]]:
+    """Round time and peak memory against the number of virtual hospitals (16x16, tiny steps).
+
+    ``cheap_evaluation``: every site still evaluates (FRD statistics, PRDC, TSTR) but on 40
+    generated images and a 10-step classifier, so the round measures the federation more
+    than the evaluation (``--quick``).
+    """
     rows = []
     for sites in counts:
         with tempfile.TemporaryDirectory() as tmp:
+            extra: list[str] = []
+            if cheap_evaluation:
+                config = Path(tmp) / "cheap-eval.toml"
+                config.write_text("eval-samples = 40\ntstr-steps = 10\n")
+                extra = ["--config", str(config)]
             try:
                 result = run_simulation(
                     ["--sites", str(sites), "--rounds", str(rounds), "--image-size", "16",
                      "--local-steps", "2", "--batch-size", "16", "--samples-per-site", "48",
-                     "--device", "cpu"], Path(tmp) / "run", timeout)
+                     "--device", "cpu", *extra], Path(tmp) / "run", timeout)
             except (RuntimeError, subprocess.TimeoutExpired) as error:
                 rows.append({"sites": sites, "ok": False, "error": str(error)[-300:]})
                 continue
         rows.append({"sites": sites, "ok": True, "round_s": result["records"][-1]["seconds"],
-                     "wall_s": result["wall_s"], "peak_memory_mb": result["peak_memory_mb"]})
+                     "wall_s": result["wall_s"], "peak_memory_mb": result["peak_memory_mb"],
+                     "evaluation": "cheap" if cheap_evaluation else "default"})
     return rows
 
 

@@ -52,7 +52,7 @@ class RunConfig:
     max_grad_norm: float = 1.0
     noise_multiplier: float = 0.0  # 0 = derive it from target-epsilon over the planned rounds
     accountant: str = "prv"
-    grad_sample_mode: str = "hooks"  # Opacus per-sample gradients: "hooks", "functorch", "ghost"
+    grad_sample_mode: str = "ghost"  # Opacus per-sample gradients: "ghost", "hooks", "functorch"
     wgan_clip: float = 0.01
     augment: bool = False
     # Evaluation (see README "Quality metrics")
