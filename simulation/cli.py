@@ -61,6 +61,10 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--config", metavar="FILE", help="TOML file with run-config keys")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="run the virtual hospitals on a running Ray cluster (HOST:PORT of its "
+                        "head, or 'auto' on a machine of the cluster); default: $RAY_ADDRESS, "
+                        "else a private Ray on this machine")
 
 
 def _generate_parser(sub: argparse._SubParsersAction) -> None:
@@ -169,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config, sites = simulate_config(args)
             try:
-                run_simulation_job(config, sites, verbose=args.verbose)
+                run_simulation_job(config, sites, verbose=args.verbose,
+                                   ray_address_flag=args.ray_address)
             except SimulationError as error:
                 raise ConfigError(str(error)) from None
         elif args.command == "generate":

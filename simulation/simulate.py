@@ -46,20 +46,40 @@ def preflight(config: RunConfig, sites: int) -> list[str]:
     return lines
 
 
-def backend_config(device: str) -> dict[str, Any]:
-    """Ray settings: one CPU per virtual hospital, a GPU share when CUDA is used."""
+def ray_address(flag: str | None = None) -> str | None:
+    """The Ray cluster to join: ``--ray-address``, else Ray's own ``RAY_ADDRESS``, else none
+    (a private Ray instance on this machine)."""
+    return flag or os.environ.get("RAY_ADDRESS") or None
+
+
+def backend_config(device: str, address: str | None = None) -> dict[str, Any]:
+    """Ray settings: one CPU per virtual hospital, a GPU share when CUDA is used.
+
+    Flower passes ``init_args`` to ``ray.init``. Without an address Ray starts a private
+    instance sized to this machine; with one (``HOST:PORT`` of a running head, or ``auto``)
+    the run joins that cluster, whose size is the cluster's own: Ray rejects ``num_cpus`` / ``num_gpus`` when connecting, so none is given.
+    """
     import torch
 
     use_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    init_args: dict[str, Any] = {"logging_level": logging.ERROR, "include_dashboard": False}
+    if address:
+        init_args["address"] = address
+    else:
+        init_args["num_cpus"] = os.cpu_count() or 1
     return {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.25 if use_gpu else 0.0},
-        "init_args": {"num_cpus": os.cpu_count() or 1, "logging_level": logging.ERROR,
-                      "include_dashboard": False},
+        "init_args": init_args,
     }
 
 
-def run_simulation_job(config: RunConfig, sites: int, verbose: bool = False) -> dict[str, Any]:
-    """Run the federation to the end; return ``summary.json`` as a dict."""
+def run_simulation_job(config: RunConfig, sites: int, verbose: bool = False,
+                       ray_address_flag: str | None = None) -> dict[str, Any]:
+    """Run the federation to the end; return ``summary.json`` as a dict.
+
+    ``ray_address_flag``: a running Ray cluster to run the virtual hospitals on (see
+    :func:`ray_address`); the ServerApp, and so the run folder, stay on this machine.
+    """
     from flwr.simulation import run_simulation
 
     run_dir = Path(config.resume or config.out_dir)
@@ -72,12 +92,15 @@ def run_simulation_job(config: RunConfig, sites: int, verbose: bool = False) -> 
           f"per site (delta {config.delta:g}), run folder {run_dir}", flush=True)
     for line in preflight(config, sites):
         print(line, flush=True)
+    address = ray_address(ray_address_flag)
+    if address:
+        print(f"  on the Ray cluster at {address}", flush=True)
     logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.ERROR)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray tip
     overrides = config.to_mapping()
     started = time.perf_counter()
     run_simulation(server_app=build_server_app(overrides), client_app=build_client_app(overrides),
-                   num_supernodes=sites, backend_config=backend_config(config.device),
+                   num_supernodes=sites, backend_config=backend_config(config.device, address),
                    verbose_logging=verbose)
     summary_path = run_dir / SUMMARY_FILE
     summary = read_summary(run_dir)
