@@ -31,6 +31,8 @@ def test_epsilon_accumulates_over_rounds_like_one_accountant(tmp_path):
     first = train_round(weights, 1, config, site, data)
     second = train_round(first.weights, 2, config, site, data, first.ledger)
     assert second.metrics["epsilon"] > first.metrics["epsilon"] > 0
+    # the reported epsilon (the budget check's composition, reused) is the ledger's own
+    assert second.metrics["epsilon"] == second.ledger.epsilon(config.delta)
     single = create_accountant(mechanism="prv")
     for _ in range(2 * config.local_steps):  # the same steps, in one go
         single.step(noise_multiplier=second.metrics["noise-multiplier"],
