@@ -26,8 +26,11 @@ from torch import nn
 
 
 def ghost_is_cheaper(p: int, o: int, positions: int) -> bool:
-    """Whether the Gram-matrix norm (L^2 (p + o)) beats the explicit gradient (o p L)."""
-    return positions * (p + o) < o * p
+    """Whether the Gram-matrix norm (L^2 (p + o) multiply-adds) beats the explicit gradient
+    (o p L, plus writing and re-reading an o x p matrix per sample): up to twice the
+    explicit route's multiply-adds, the Gram route measured faster on CPU (it never
+    materialises the gradient)."""
+    return positions * (p + o) < 2 * o * p
 
 
 @register_norm_sampler(nn.Conv2d)
@@ -57,10 +60,10 @@ def conv2d_norm_sample(layer: nn.Conv2d, activations: list[torch.Tensor],
         if use_ghost:
             gram_a = torch.bmm(a.transpose(1, 2), a)  # [n, L, L]
             gram_b = torch.bmm(b.transpose(1, 2), b)
-            squared = (gram_a * gram_b).sum(dim=(1, 2)).clamp(min=0)
+            out[layer.weight] = (gram_a * gram_b).sum(dim=(1, 2)).clamp(min=0).sqrt()
         else:
-            squared = torch.bmm(b, a.transpose(1, 2)).pow(2).sum(dim=(1, 2))
-        out[layer.weight] = squared.sqrt()
+            per_sample = torch.bmm(b, a.transpose(1, 2))  # [n, o, p]
+            out[layer.weight] = torch.linalg.vector_norm(per_sample, dim=(1, 2))
     if layer.bias is not None and layer.bias.requires_grad:
         out[layer.bias] = b.sum(dim=2).norm(2, dim=1)
     return out
