@@ -35,7 +35,7 @@ from client import ghost_norms  # noqa: F401  (registers the Conv2d norm sampler
 from client.data import SiteData, augment_batch
 from client.privacy_ledger import quiet_accounting
 from medgan_models.config import RunConfig
-from medgan_models.losses import GanLoss, make_loss
+from medgan_models.losses import GanLoss, make_loss, mode_seeking_penalty
 from medgan_models.networks import Discriminator, Generator
 
 
@@ -253,13 +253,19 @@ def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_b
     (which this step would throw away).
     """
     fake_labels = _random_labels(num_classes, fake_batch, device)
-    fake = generator(torch.randn(fake_batch, config.latent_dim, device=device), fake_labels)
+    if config.mode_seeking > 0 and fake_labels is not None:  # pairs share a label
+        half = fake_labels[: (fake_batch + 1) // 2]
+        fake_labels = torch.cat([half, half])[:fake_batch]
+    codes = torch.randn(fake_batch, config.latent_dim, device=device)
+    fake = generator(codes, fake_labels)
     private_d.disable_hooks()
     d_params = [p for p in private_d.parameters() if p.requires_grad]
     try:
         for p in d_params:
             p.requires_grad_(False)
         g_loss = loss.generator(private_d(fake, fake_labels))
+        if config.mode_seeking > 0:
+            g_loss = g_loss + config.mode_seeking * mode_seeking_penalty(fake, codes)
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         g_optimizer.step()

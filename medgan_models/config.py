@@ -40,6 +40,7 @@ class RunConfig:
     loss: str = "minimax"
     local_steps: int = 40  # DP discriminator steps per round
     discriminator_steps: int = 1  # discriminator steps per generator step
+    mode_seeking: float = 0.0  # > 0: weight of MSGAN's mode-seeking term in the generator loss
     batch_size: int = 64
     learning_rate_generator: float = 2e-4
     learning_rate_discriminator: float = 2e-4
@@ -126,6 +127,7 @@ class RunConfig:
             (self.local_steps >= 1, "local-steps must be >= 1"),
             (self.batch_size >= 1, "batch-size must be >= 1"),
             (self.discriminator_steps >= 1, "discriminator-steps must be >= 1"),
+            (self.mode_seeking >= 0, "mode-seeking must be >= 0 (0 = off)"),
             (self.target_epsilon > 0, "target-epsilon must be > 0"),
             (self.max_epsilon > 0, "max-epsilon must be > 0"),
             (0 < self.delta < 1, f"delta must be in (0, 1), got {self.delta}"),

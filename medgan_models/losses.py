@@ -77,3 +77,19 @@ def make_loss(name: str, wgan_clip: float = 0.01) -> GanLoss:
     if name == "wasserstein":
         return WassersteinLoss(wgan_clip)
     raise ValueError(f"unknown loss '{name}': use 'minimax' or 'wasserstein'")
+
+
+def mode_seeking_penalty(images: torch.Tensor, codes: torch.Tensor, eps: float = 1e-5
+                         ) -> torch.Tensor:
+    """Mode-seeking term of MSGAN (Mao et al., CVPR 2019) for the generator's loss.
+
+    The batch is two halves of pairs (same labels, different codes); the penalty is large when
+    two codes give nearly the same image: 1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| + eps).
+    It involves no real image, so under DP it costs no privacy.
+    """
+    half = images.shape[0] // 2
+    if half == 0:
+        return images.new_zeros(())
+    image_gap = (images[:half] - images[half:2 * half]).abs().mean()
+    code_gap = (codes[:half] - codes[half:2 * half]).abs().mean()
+    return 1.0 / (image_gap / code_gap + eps)

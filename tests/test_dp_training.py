@@ -18,7 +18,7 @@ from client.dp_training import (
 )
 from client.privacy_ledger import LedgerEntry, PrivacyLedger
 from medgan_models.config import RunConfig
-from medgan_models.losses import make_loss
+from medgan_models.losses import make_loss, mode_seeking_penalty
 from medgan_models.networks import build_models
 
 
@@ -149,3 +149,26 @@ def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(los
     unclipped_norm = torch.sqrt(sum(g.pow(2).sum() for g in unclipped)).item()
     if max_grad_norm == 1e-3:  # clipping did bite (the comparison above is not vacuous)
         assert norm < 0.1 * unclipped_norm
+
+
+def test_mode_seeking_penalty_pushes_paired_images_apart():
+    codes = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    images = torch.zeros(8, 1, 4, 4)
+    images[4:] += 0.01  # the pairs are nearly the same image: a collapsed generator
+    images.requires_grad_(True)
+    penalty = mode_seeking_penalty(images, codes)
+    far = mode_seeking_penalty(torch.randn(8, 1, 4, 4), codes)
+    assert penalty > 10 * far
+    penalty.backward()
+    moved = (images - 0.1 * images.grad).detach()
+    gap = lambda x: (x[:4] - x[4:]).abs().mean()  # noqa: E731
+    assert gap(moved) > gap(images.detach())
+
+
+def test_training_with_mode_seeking_counts_the_same_private_steps():
+    cfg = config(mode_seeking=1.0, local_steps=5)
+    generator, discriminator = build_models(cfg)
+    before = copy.deepcopy(generator.state_dict())
+    result = train_locally(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
+    assert result.steps == 5 and np.isfinite(result.g_loss)
+    assert any(not torch.equal(before[k], v) for k, v in generator.state_dict().items())
