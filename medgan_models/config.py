@@ -22,6 +22,7 @@ ACCOUNTANTS = ("prv", "rdp")
 # "ew" (expanded weights) rejects the GAN step's pattern (seen here).
 GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
 AGGREGATIONS = ("fedavg", "median", "trimmed-mean")
+UPSAMPLINGS = ("transpose", "nearest")  # the generator's x2 blocks
 SERVER_OPTIMIZERS = ("none", "fedavgm", "fedadam")  # applied to the aggregate (FedOpt)
 
 
@@ -46,6 +47,7 @@ class RunConfig:
     learning_rate_discriminator: float = 2e-4
     latent_dim: int = 64
     base_channels: int = 32
+    generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
     target_epsilon: float = 10.0
     max_epsilon: float = 10.0
@@ -127,6 +129,9 @@ class RunConfig:
             (self.local_steps >= 1, "local-steps must be >= 1"),
             (self.batch_size >= 1, "batch-size must be >= 1"),
             (self.discriminator_steps >= 1, "discriminator-steps must be >= 1"),
+            (self.generator_upsampling in UPSAMPLINGS,
+             f"generator-upsampling must be one of {UPSAMPLINGS}, got "
+             f"'{self.generator_upsampling}'"),
             (self.mode_seeking >= 0, "mode-seeking must be >= 0 (0 = off)"),
             (self.target_epsilon > 0, "target-epsilon must be > 0"),
             (self.max_epsilon > 0, "max-epsilon must be > 0"),

@@ -1,11 +1,13 @@
 """DCGAN-style generator and discriminator for square images (16-128 px, 1 or 3 channels).
 
-Both are optionally class-conditional: the generator multiplies the latent code by a label
-embedding (as in AC-GAN; concatenation was seen here to let the generator ignore the code and
-collapse to one image per class); the discriminator uses a projection head (Miyato & Koyama, 2018). The
-discriminator sees real data, so it is the part trained with DP-SGD: it uses GroupNorm, never
-BatchNorm, and passes Opacus' ``ModuleValidator``. The generator never sees real data and may
-keep BatchNorm.
+The generator doubles its resolution by nearest-neighbour upsampling and a 3x3 convolution by
+default (DCGAN's strided transposed convolutions, ``upsampling="transpose"``, collapsed to one
+grainy image here). Both are optionally class-conditional: the generator multiplies the latent
+code by a label embedding (as in AC-GAN; concatenation was seen here to let the generator ignore
+the code and collapse to one image per class); the discriminator uses a projection head (Miyato
+& Koyama, 2018). The discriminator sees real data, so it is the part trained with DP-SGD: it
+uses GroupNorm, never BatchNorm, and passes Opacus' ``ModuleValidator``. The generator never
+sees real data and may keep BatchNorm.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from .config import SUPPORTED_IMAGE_SIZES, RunConfig
+from .config import SUPPORTED_IMAGE_SIZES, UPSAMPLINGS, RunConfig
 
 
 def _num_blocks(image_size: int) -> int:
@@ -32,12 +34,24 @@ def _width(base_channels: int, level: int) -> int:
     return base_channels * min(2**level, 8)
 
 
+def _upsample(c_in: int, c_out: int, kind: str, bias: bool) -> list[nn.Module]:
+    """x2 resolution: a strided transposed convolution (DCGAN), or nearest-neighbour
+    upsampling then a 3x3 convolution (no checkerboard pattern: Odena et al., 2016)."""
+    if kind == "nearest":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1,
+                                                                      bias=bias)]
+    return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
+
+
 class Generator(nn.Module):
     """Latent code (+ label) -> image in [-1, 1] of shape (channels, size, size)."""
 
     def __init__(self, image_size: int = 32, channels: int = 1, latent_dim: int = 64,
-                 num_classes: int = 0, base_channels: int = 32) -> None:
+                 num_classes: int = 0, base_channels: int = 32,
+                 upsampling: str = "transpose") -> None:
         super().__init__()
+        if upsampling not in UPSAMPLINGS:
+            raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got '{upsampling}'")
         blocks = _num_blocks(image_size)
         self.latent_dim = latent_dim
         self.num_classes = num_classes
@@ -53,11 +67,12 @@ class Generator(nn.Module):
         for level in range(blocks - 1, 0, -1):
             c_in, c_out = _width(base_channels, level), _width(base_channels, level - 1)
             layers += [
-                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                *_upsample(c_in, c_out, upsampling, bias=False),
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(inplace=True),
             ]
-        layers += [nn.ConvTranspose2d(_width(base_channels, 0), channels, 4, 2, 1), nn.Tanh()]
+        layers += [*_upsample(_width(base_channels, 0), channels, upsampling, bias=True),
+                   nn.Tanh()]
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -109,7 +124,7 @@ def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
     """Generator and discriminator for a run config, with DCGAN initialisation."""
     num_classes = config.num_classes if config.conditional else 0
     generator = Generator(config.image_size, config.channels, config.latent_dim,
-                          num_classes, config.base_channels)
+                          num_classes, config.base_channels, config.generator_upsampling)
     discriminator = Discriminator(config.image_size, config.channels, num_classes,
                                   config.base_channels)
     generator.apply(_dcgan_init)

@@ -55,6 +55,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint file (tensors and plain values only: safe ``weights_only`` load)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+        # checkpoints from before the key existed were made with transposed convolutions
+        payload["run_config"].setdefault("generator-upsampling", "transpose")
         return Checkpoint(**payload)
     except (OSError, RuntimeError, TypeError, KeyError) as error:
         raise ValueError(f"cannot read checkpoint {path}: {error}") from None

@@ -17,9 +17,11 @@ SIZES = (16, 32, 64, 128)
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("channels", (1, 3))
-@pytest.mark.parametrize("num_classes", (0, 2))
-def test_shapes_for_every_size_and_channel_count(size, channels, num_classes):
-    generator = Generator(size, channels, latent_dim=8, num_classes=num_classes, base_channels=8)
+@pytest.mark.parametrize("num_classes,upsampling", [(0, "transpose"), (2, "transpose"),
+                                                    (2, "nearest")])
+def test_shapes_for_every_size_and_channel_count(size, channels, num_classes, upsampling):
+    generator = Generator(size, channels, latent_dim=8, num_classes=num_classes, base_channels=8,
+                          upsampling=upsampling)
     discriminator = Discriminator(size, channels, num_classes=num_classes, base_channels=8)
     labels = torch.tensor([0, 1, 1]) if num_classes else None
     images = generator(torch.randn(3, 8), labels)
@@ -102,6 +104,7 @@ def test_unknown_config_key_suggests_the_closest():
     ("loss", "hinge", "loss must be one of"),
     ("delta", 2.0, "delta must be in"),
     ("num-rounds", "many", "expects int"),
+    ("generator-upsampling", "bilinear", "generator-upsampling must be one of"),
 ])
 def test_bad_config_values_are_named(key, value, match):
     with pytest.raises(ConfigError, match=match):
@@ -114,3 +117,13 @@ def test_pyproject_run_config_matches_the_defaults():
     assert RunConfig.from_mapping(declared).to_mapping() == {
         **RunConfig().to_mapping(), **declared}
     assert declared == {k: v for k, v in RunConfig().to_mapping().items() if k in declared}
+
+
+def test_a_checkpoint_from_before_generator_upsampling_loads_as_transposed(tmp_path):
+    from server.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+    old_config = RunConfig(image_size=16, base_channels=8).to_mapping()
+    del old_config["generator-upsampling"]
+    path = save_checkpoint(tmp_path, Checkpoint(1, {}, old_config, 0))
+    config = RunConfig.from_mapping(load_checkpoint(path).run_config)
+    assert config.generator_upsampling == "transpose"
