@@ -29,8 +29,7 @@ from client.site import run_canaries
 from medgan_models.config import RunConfig
 from medgan_models.networks import build_models
 from medgan_models.weights import load_pair_state
-from server.checkpoint import latest_checkpoint, load_checkpoint
-from server.run_records import read_summary
+from server.run_records import open_run
 
 AUDIT_FILE = "audit.json"
 
@@ -47,14 +46,7 @@ def run_audit(run_dir: Path, out_dir: Path | None = None, checkpoint: Path | Non
               samples_per_class: int = 2000, seed: int = 0,
               progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Audit a finished (or stopped) run; returns what ``audit.json`` holds."""
-    path = checkpoint or latest_checkpoint(run_dir)
-    if path is None:
-        raise FileNotFoundError(f"{run_dir}: no checkpoints/round_*.pt (is this a run folder?)")
-    ckpt = load_checkpoint(path)
-    config = RunConfig.from_mapping(ckpt.run_config)
-    site_ids = list(read_summary(run_dir).get("clients", {}))
-    if not site_ids:
-        raise FileNotFoundError(f"{run_dir}: summary.json lists no sites")
+    path, ckpt, config, site_ids = open_run(run_dir, checkpoint)
     out_dir = out_dir or run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medgan_models.config import RunConfig
+from server.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint
 from server.strategy import RoundReport
 
 METRICS_FILE = "metrics.jsonl"
@@ -153,3 +154,17 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     """A run folder's ``summary.json`` ({} when there is none yet)."""
     path = run_dir / SUMMARY_FILE
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def open_run(run_dir: Path, checkpoint: Path | None = None
+             ) -> tuple[Path, Checkpoint, RunConfig, list[str]]:
+    """A run folder's checkpoint (default: the last), its config and its sites, or a clear
+    FileNotFoundError (for ``medgan evaluate`` / ``medgan audit``)."""
+    path = checkpoint or latest_checkpoint(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoints/round_*.pt (is this a run folder?)")
+    ckpt = load_checkpoint(path)
+    site_ids = list(read_summary(run_dir).get("clients", {}))
+    if not site_ids:
+        raise FileNotFoundError(f"{run_dir}: summary.json lists no sites")
+    return path, ckpt, RunConfig.from_mapping(ckpt.run_config), site_ids

@@ -16,22 +16,14 @@ from client.holdout import split_holdout
 from client.site import load_data, site_config
 from client.site_evaluation import evaluate_generator, real_statistics
 from client.training_round import round_seed
-from medgan_models.config import RunConfig
-from server.checkpoint import latest_checkpoint, load_checkpoint
 from server.evaluation import FederatedEvaluator
-from server.run_records import read_summary
+from server.run_records import open_run
 
 
 def evaluate_run(run: Path, checkpoint: Path | None = None) -> dict[str, Any]:
     """The metrics of a checkpoint (default: the run's last), as the federation computes them."""
-    path = checkpoint or latest_checkpoint(run)
-    if path is None:
-        raise FileNotFoundError(f"{run}: no checkpoints/round_*.pt (is this a run folder?)")
-    ckpt = load_checkpoint(path)
-    config = RunConfig.from_mapping(ckpt.run_config)
-    sites = len(read_summary(run).get("clients", {}))
-    if sites == 0:
-        raise FileNotFoundError(f"{run}: summary.json lists no sites")
+    path, ckpt, config, site_ids = open_run(run, checkpoint)
+    sites = len(site_ids)
     per_site_stats, class_counts, site_metrics = [], [], []
     for partition in range(sites):
         site_cfg, site = site_config(config.to_mapping(),
