@@ -130,3 +130,11 @@ def test_bad_input_is_one_line_not_a_traceback(args, message, tmp_path, capsys):
 def test_existing_run_is_not_overwritten(run_dir, capsys):
     assert main(["simulate", *TINY, "--out", str(run_dir)]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_evaluate_recomputes_the_last_checkpoints_metrics(run_dir, tmp_path, capsys):
+    assert main(["evaluate", "--run", str(run_dir)]) == 0
+    result = json.loads((run_dir / "evaluation_round_002.json").read_text())
+    assert result["round"] == 2 and finite(result["metrics"]["frd"])
+    assert main(["evaluate", "--run", str(tmp_path)]) == 2
+    assert "no checkpoints" in capsys.readouterr().err
