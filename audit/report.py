@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.roc import AttackOutcome, roc_curve
+from audit.roc import AttackOutcome, roc_auc, roc_curve
 from medgan_models.config import RunConfig
 
 ROC_FILE = "roc.png"
@@ -35,7 +35,7 @@ def plot_roc(outcomes: list[AttackOutcome], epsilon: float, delta: float, path: 
     for ax, log in zip(axes, (False, True)):
         for outcome in outcomes:
             fpr, tpr = roc_curve(outcome.member_scores, outcome.nonmember_scores)
-            auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+            auc = roc_auc(outcome.member_scores, outcome.nonmember_scores)
             ax.plot(fpr, tpr, label=f"{outcome.name} (AUC {auc:.3f})", drawstyle="steps-post")
         ax.plot(grid, grid, ":", color="grey", label="chance")
         if math.isfinite(epsilon):

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from server import run_records
 
 ROOT = Path(__file__).parents[1]
@@ -41,6 +43,13 @@ OPTIONAL = {"eval-every": 0}
 def flower_installed() -> bool:
     """Whether Flower's commands sit beside this Python (they are started by name)."""
     return (BIN / "flower-superlink").exists() and (BIN / "flower-supernode").exists()
+
+
+# The three hospitals and the connection name the multi-site tests (and the docs) use.
+HOSPITALS = ("hospital-1", "hospital-2", "hospital-3")
+CONNECTION = "consortium"
+requires_flower = pytest.mark.skipif(
+    not flower_installed(), reason="Flower's commands are not installed beside this Python")
 
 
 def free_port() -> int:

@@ -6,19 +6,16 @@ Insecure (no TLS) on 127.0.0.1 only, bounded in time; every process is stopped b
 
 import json
 
-import pytest
-
 from deployment_helpers import (
     ROOT,
     Cluster,
-    flower_installed,
     free_port,
+    requires_flower,
     run_config,
     wait_for,
 )
 
-pytestmark = pytest.mark.skipif(not flower_installed(),
-                                reason="Flower's commands are not installed beside this Python")
+pytestmark = requires_flower
 
 
 def test_two_sites_train_through_superlink_and_supernodes(tmp_path):

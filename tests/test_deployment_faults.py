@@ -29,27 +29,25 @@ import signal
 import time
 
 import pytest
-
 from deployment_helpers import (
     ADMITTED,
     BIN,
+    CONNECTION,
+    HOSPITALS,
     ROOT,
     Cluster,
     Started,
-    flower_installed,
     free_port,
     make_dev_pki,
     read_metrics,
+    requires_flower,
     rounds_done,
     run_config,
     wait_for,
 )
 
-pytestmark = pytest.mark.skipif(not flower_installed(),
-                                reason="Flower's commands are not installed beside this Python")
+pytestmark = requires_flower
 
-HOSPITALS = ("hospital-1", "hospital-2", "hospital-3")
-CONNECTION = "consortium"
 ROUND_TIMEOUT = 45  # a healthy 3-site round of the tiny config takes ~15-30 s on 2 cores
 HEARTBEAT_EXPIRY = 60  # Flower: 2 x the SuperNode's 30 s heartbeat interval
 

@@ -13,24 +13,22 @@ import signal
 import subprocess
 
 import pytest
-
 from deployment_helpers import (
+    CONNECTION,
     DEV_CA,
+    HOSPITALS,
     ROOT,
     Cluster,
-    flower_installed,
     free_port,
     make_dev_pki,
     read_metrics,
+    requires_flower,
     run_config,
     wait_for,
 )
 
-pytestmark = pytest.mark.skipif(not flower_installed(),
-                                reason="Flower's commands are not installed beside this Python")
+pytestmark = requires_flower
 
-HOSPITALS = ("hospital-1", "hospital-2", "hospital-3")
-CONNECTION = "consortium"
 
 
 def test_dev_ca_script_makes_a_ca_a_server_certificate_and_node_keys(tmp_path):
