@@ -47,6 +47,7 @@ class RunConfig:
     learning_rate_discriminator: float = 2e-4
     latent_dim: int = 64
     base_channels: int = 32
+    discriminator_channels: int = 0  # discriminator's base width (0 = base-channels)
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
     target_epsilon: float = 10.0
@@ -139,6 +140,8 @@ class RunConfig:
             (self.max_grad_norm > 0, "max-grad-norm must be > 0"),
             (self.noise_multiplier >= 0, "noise-multiplier must be >= 0 (0 = derive)"),
             (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
+            (self.discriminator_channels >= 0,
+             "discriminator-channels must be >= 0 (0 = base-channels)"),
             (self.min_sites >= 1, "min-sites must be >= 1"),
             (self.eval_every >= 0, "eval-every must be >= 0 (0 = never)"),
             (self.eval_samples >= 10, "eval-samples must be >= 10"),

@@ -126,7 +126,7 @@ def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
     generator = Generator(config.image_size, config.channels, config.latent_dim,
                           num_classes, config.base_channels, config.generator_upsampling)
     discriminator = Discriminator(config.image_size, config.channels, num_classes,
-                                  config.base_channels)
+                                  config.discriminator_channels or config.base_channels)
     generator.apply(_dcgan_init)
     discriminator.apply(_dcgan_init)
     return generator, discriminator

@@ -27,7 +27,8 @@ from server.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, sa
 from server.evaluation import FederatedEvaluator
 from server.metrics_plot import METRICS_PLOT, plot_metrics
 from server.run_records import RunRecorder, round_record
-from server.server_optimizer import ServerOptimizer, ema_update, make_server_optimizer
+from server.server_optimizer import (ServerOptimizer, ema_decay, ema_update,
+                                     make_server_optimizer)
 from server.strategy import DPGanFedAvg, RoundReport
 
 log = logging.getLogger("medgan.server")
@@ -159,7 +160,8 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
         if config.generator_ema > 0:
             generator = {k: v.numpy() for k, v in weights.items()
                          if k.startswith(GENERATOR_PREFIX)}
-            state.generator_ema = ema_update(state.generator_ema, generator, config.generator_ema)
+            state.generator_ema = ema_update(state.generator_ema, generator,
+                                             ema_decay(config.generator_ema, server_round))
         release = state.release_weights()
         elapsed = state.seconds + time.perf_counter() - started
         checkpoint = save_checkpoint(run_dir, Checkpoint(

@@ -81,6 +81,13 @@ def make_server_optimizer(config: RunConfig) -> ServerOptimizer:
     return ServerOptimizer()
 
 
+def ema_decay(decay: float, server_round: int) -> float:
+    """The decay used at ``server_round`` (1-based): ``decay`` with a warm-up,
+    ``min(decay, (1 + t) / (10 + t))`` as in TensorFlow's ExponentialMovingAverage, so that
+    early, poor rounds fade out of the average of a short run."""
+    return min(decay, (1 + server_round) / (10 + server_round))
+
+
 def ema_update(average: State | None, weights: State, decay: float) -> State:
     """Exponential moving average over rounds of the floating-point tensors of ``weights``
     (the first call starts the average at ``weights``)."""

@@ -38,6 +38,15 @@ def test_opacus_validator_accepts_the_discriminator(size):
     assert ModuleValidator.validate(generator, strict=False) != []  # BatchNorm: not private
 
 
+def test_discriminator_channels_set_the_private_models_width_only():
+    generator, narrow = build_models(RunConfig(image_size=16, base_channels=8,
+                                               discriminator_channels=4))
+    _, same = build_models(RunConfig(image_size=16, base_channels=8))
+    assert narrow.features[0].out_channels == 4 and same.features[0].out_channels == 8
+    assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in same.parameters())
+    assert generator.body is not None and ModuleValidator.validate(narrow, strict=False) == []
+
+
 def test_unsupported_size_is_refused_by_name():
     with pytest.raises(ValueError, match="image size 20 is not supported"):
         Generator(image_size=20)

@@ -6,7 +6,8 @@ import torch
 
 from medgan_models.config import ConfigError, RunConfig
 from server.checkpoint import latest_checkpoint, load_checkpoint
-from server.server_optimizer import FedAdam, FedAvgM, ServerOptimizer, ema_update, make_server_optimizer
+from server.server_optimizer import (FedAdam, FedAvgM, ServerOptimizer, ema_decay, ema_update,
+                                     make_server_optimizer)
 from simulation.cli import main
 
 
@@ -41,6 +42,12 @@ def test_ema_starts_at_the_weights_then_averages():
     assert isinstance(scalar["s"], np.ndarray) and scalar["s"] == 2.0  # 0-d stays an array
 
 
+def test_ema_decay_warms_up_then_stays_at_the_configured_decay():
+    early = [ema_decay(0.9, t) for t in range(1, 6)]
+    assert early == sorted(early) and early[0] == pytest.approx(2 / 11)
+    assert ema_decay(0.9, 1000) == 0.9 and ema_decay(0.2, 3) == 0.2
+
+
 def test_config_names_the_optimiser_and_rejects_bad_values():
     assert isinstance(make_server_optimizer(RunConfig(server_optimizer="fedadam")), FedAdam)
     with pytest.raises(ConfigError, match="server-optimizer"):
@@ -70,7 +77,8 @@ def test_a_run_with_server_momentum_and_an_averaged_generator_resumes_exactly(tm
     second = load_checkpoint(latest_checkpoint(run))
     assert second.round == 2
     key = next(k for k, v in second.generator_ema.items() if v.is_floating_point())
-    expected = 0.5 * first.generator_ema[key] + 0.5 * second.weights[key]
+    decay = ema_decay(0.5, 2)  # warm-up: 3/12
+    expected = decay * first.generator_ema[key] + (1 - decay) * second.weights[key]
     assert torch.allclose(second.generator_ema[key], expected, atol=1e-6)
     assert not torch.equal(second.release_weights[key], second.weights[key])
     assert main(["generate", "--run", str(run), "--n", "4", "--out", str(tmp_path / "g.npz")]) == 0
