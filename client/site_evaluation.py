@@ -4,7 +4,7 @@
   plus Inception when a local weights file is configured), optionally noised (Gaussian
   mechanism, ``fid-stats-noise`` = its epsilon), for the server's Frechet distances.
 - ``evaluate_generator``: precision/recall/density/coverage of generated images against the
-  site's held-out images (computed here, at the site), and utility: a small classifier trained
+  site's held-out images (computed here, at the site, in a fixed random-CNN embedding), and utility: a small classifier trained
   on synthetic images and tested on the held-out images (TSTR) beside one trained on the site's
   real training images (TRTR).
 """
@@ -27,7 +27,7 @@ from medgan_models.metrics import (
     noisy_stats,
     prdc,
     radiomic_features,
-    standardise,
+    random_features,
     train_classifier,
 )
 from medgan_models.protocol import stats_to_arrays
@@ -77,10 +77,7 @@ def evaluate_generator(weights: dict[str, torch.Tensor], config: RunConfig, trai
     labels = rng.choice(holdout.labels, size=config.eval_samples)  # the site's class mix
     fake = sample_images(generator, torch.from_numpy(labels) if config.conditional else None,
                          config.eval_samples, seed=seed).numpy()
-    real_features = radiomic_features(holdout.images)
-    reference = (real_features.mean(0), real_features.std(0))
-    scores = prdc(standardise(real_features, reference),
-                  standardise(radiomic_features(fake), reference), k=PRDC_K)
+    scores = prdc(random_features(holdout.images), random_features(fake), k=PRDC_K)
     metrics = {k: float(v) for k, v in scores.items()}
     metrics["eval-examples"] = len(holdout)
     if config.conditional and config.tstr_steps > 0 and len(np.unique(holdout.labels)) > 1:

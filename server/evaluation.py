@@ -38,7 +38,8 @@ from medgan_models.sampling import generator_from_state, sample_images
 
 log = logging.getLogger("medgan.server")
 SITE_METRICS = ("precision", "recall", "density", "coverage", "tstr-accuracy", "trtr-accuracy")
-PRDC_REFERENCE = "each site's held-out images, computed at the site; weighted mean over sites"
+PRDC_REFERENCE = ("each site's held-out images, in a fixed random-CNN embedding, computed at "
+                  "the site; weighted mean over sites")
 
 
 class FederatedEvaluator:

@@ -1,9 +1,10 @@
-"""Fréchet distance, PRDC and radiomic features / FRD."""
+"""Fréchet distance, PRDC, radiomic features / FRD and the random-CNN embedding."""
 
 import importlib
 
 import numpy as np
 import pytest
+import torch
 from scipy.linalg import sqrtm
 
 from medgan_models.metrics import (
@@ -13,9 +14,11 @@ from medgan_models.metrics import (
     frechet_radiomic_distance,
     prdc,
     radiomic_features,
+    random_features,
     standardise,
     standardise_stats,
 )
+from client.data.sources import load_site_dataset
 
 prdc_module = importlib.import_module("medgan_models.metrics.prdc")
 
@@ -194,3 +197,28 @@ def test_standardise_and_stats_paths_agree():
     np.testing.assert_allclose(via_stats.cov, direct.cov, atol=1e-6)
     assert frechet_radiomic_distance(reference, feature_stats(fake)) == pytest.approx(
         frechet_radiomic_distance(real, fake), rel=1e-9)
+
+
+def test_random_embedding_is_fixed_whatever_the_global_seed():
+    images = np.random.default_rng(9).uniform(-1, 1, size=(5, 1, 16, 16)).astype(np.float32)
+    torch.manual_seed(1)
+    first = random_features(images)
+    torch.manual_seed(2)
+    assert np.array_equal(first, random_features(images))
+    assert first.shape == (5, 128 * 16) and first.dtype == np.float64
+    assert random_features(np.repeat(images, 3, axis=1)).shape == first.shape  # RGB too
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        random_features(images[0])
+
+
+def test_prdc_in_the_random_embedding_separates_real_collapsed_and_noise():
+    data = load_site_dataset("phantom", 0, 1, 32, 1, samples_per_site=300)
+    real, other = random_features(data.images[:100]), random_features(data.images[100:])
+    same = prdc(real, other, k=5)
+    assert min(same["precision"], same["recall"], same["coverage"]) > 0.8
+    rng = np.random.default_rng(10)
+    collapsed = np.repeat(data.images[:2], 100, axis=0) + rng.normal(0, 0.01, (200, 1, 32, 32))
+    one_mode = prdc(real, random_features(collapsed.astype(np.float32)), k=5)
+    assert one_mode["recall"] < 0.1 and one_mode["coverage"] < 0.1
+    noise = prdc(real, random_features(rng.uniform(-1, 1, (200, 1, 32, 32))), k=5)
+    assert noise["precision"] == 0.0 and noise["coverage"] == 0.0

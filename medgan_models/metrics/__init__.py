@@ -12,6 +12,7 @@ from .inception import (
     load_inception,
 )
 from .prdc import prdc
+from .random_embedding import random_features
 from .radiomics import (
     FEATURE_NAMES,
     frechet_radiomic_distance,
@@ -42,6 +43,7 @@ __all__ = [
     "pool_stats",
     "prdc",
     "radiomic_features",
+    "random_features",
     "standardise",
     "standardise_stats",
     "trace_sqrt_product",
