@@ -9,7 +9,7 @@ STAMP := $(VENV)/.medgan-installed
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO := 0
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench quality venv clean
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "medgan-fl needs Python 3.11+, found " + sys.version.split()[0]'
@@ -36,6 +36,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]" "torch==$(TORCH_VERSION)"
 	$(BIN)/python benchmarks/run.py $(ARGS)
+
+quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs
