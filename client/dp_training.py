@@ -155,8 +155,10 @@ class LocalTrainer:
         betas = (0.0, 0.9) if config.loss == "wasserstein" else (0.5, 0.999)
         self.g_optimizer = torch.optim.Adam(generator.parameters(),
                                             config.learning_rate_generator, betas=betas)
+        # a larger beta1 averages the DP noise over more steps
+        d_betas = betas if config.loss == "wasserstein" else (config.discriminator_beta1, 0.999)
         d_optimizer = torch.optim.Adam(discriminator.parameters(),
-                                       config.learning_rate_discriminator, betas=betas)
+                                       config.learning_rate_discriminator, betas=d_betas)
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
         loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))

@@ -45,6 +45,7 @@ class RunConfig:
     batch_size: int = 64
     learning_rate_generator: float = 2e-4
     learning_rate_discriminator: float = 2e-4
+    discriminator_beta1: float = 0.5  # Adam beta1 of the private discriminator (minimax loss)
     latent_dim: int = 64
     base_channels: int = 32
     discriminator_channels: int = 0  # discriminator's base width (0 = base-channels)
@@ -140,6 +141,7 @@ class RunConfig:
             (self.max_grad_norm > 0, "max-grad-norm must be > 0"),
             (self.noise_multiplier >= 0, "noise-multiplier must be >= 0 (0 = derive)"),
             (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
+            (0 <= self.discriminator_beta1 < 1, "discriminator-beta1 must be in [0, 1)"),
             (self.discriminator_channels >= 0,
              "discriminator-channels must be >= 0 (0 = base-channels)"),
             (self.min_sites >= 1, "min-sites must be >= 1"),

@@ -10,6 +10,7 @@ import torch
 from client.data import SiteData
 from client.dp_training import (
     GanCriterion,
+    LocalTrainer,
     derive_noise_multiplier,
     discriminator_step,
     make_private_discriminator,
@@ -172,3 +173,13 @@ def test_training_with_mode_seeking_counts_the_same_private_steps():
     result = train_locally(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
     assert result.steps == 5 and np.isfinite(result.g_loss)
     assert any(not torch.equal(before[k], v) for k, v in generator.state_dict().items())
+
+
+def test_discriminator_beta1_reaches_the_private_optimizer_only():
+    cfg = config(discriminator_beta1=0.9)
+    generator, discriminator = build_models(cfg)
+    trainer = LocalTrainer(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
+    assert trainer.d_optimizer.original_optimizer.param_groups[0]["betas"] == (0.9, 0.999)
+    assert trainer.g_optimizer.param_groups[0]["betas"] == (0.5, 0.999)
+    with pytest.raises(ValueError, match="discriminator-beta1"):
+        RunConfig.from_mapping({"discriminator-beta1": 1.0})
