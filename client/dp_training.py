@@ -183,7 +183,8 @@ class LocalTrainer:
             return next(self._batches)
 
     def step(self) -> None:
-        """One DP discriminator step, and a generator step every ``discriminator-steps``."""
+        """One DP discriminator step, and ``generator-steps`` generator steps every
+        ``discriminator-steps``."""
         config, device = self.config, self.device
         real, labels = self._next_batch()
         real, labels = real.to(device), labels.to(device)
@@ -195,9 +196,10 @@ class LocalTrainer:
         self.loss.after_discriminator_step(self.discriminator)
         self.steps_done += 1
         if self.steps_done % config.discriminator_steps == 0:
-            self.g_losses.append(_generator_step(
-                self.generator, self.private_d, self.g_optimizer, self.d_optimizer, self.loss,
-                self.fake_batch, self.num_classes, config, device))
+            for _ in range(config.generator_steps):
+                self.g_losses.append(_generator_step(
+                    self.generator, self.private_d, self.g_optimizer, self.d_optimizer,
+                    self.loss, self.fake_batch, self.num_classes, config, device))
 
     def result(self, seconds: float) -> LocalTrainingResult:
         """What the round did; checks the accountant saw every step."""

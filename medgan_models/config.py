@@ -41,6 +41,7 @@ class RunConfig:
     loss: str = "minimax"
     local_steps: int = 40  # DP discriminator steps per round
     discriminator_steps: int = 1  # discriminator steps per generator step
+    generator_steps: int = 1  # generator steps each time (free: they see no real image)
     mode_seeking: float = 0.0  # > 0: weight of MSGAN's mode-seeking term in the generator loss
     batch_size: int = 64
     learning_rate_generator: float = 2e-4
@@ -131,6 +132,7 @@ class RunConfig:
             (self.local_steps >= 1, "local-steps must be >= 1"),
             (self.batch_size >= 1, "batch-size must be >= 1"),
             (self.discriminator_steps >= 1, "discriminator-steps must be >= 1"),
+            (self.generator_steps >= 1, "generator-steps must be >= 1"),
             (self.generator_upsampling in UPSAMPLINGS,
              f"generator-upsampling must be one of {UPSAMPLINGS}, got "
              f"'{self.generator_upsampling}'"),

@@ -63,11 +63,16 @@ def test_empty_poisson_batches_do_not_break_a_step(mode):
     assert result.steps == 12 and np.isfinite(result.d_loss)
 
 
-def test_generator_updates_every_n_discriminator_steps():
-    cfg = config(local_steps=6, discriminator_steps=3)
+@pytest.mark.parametrize("d_steps,g_steps,expected_g", [(3, 1, 2), (1, 2, 12), (2, 3, 9)])
+def test_generator_updates_follow_discriminator_and_generator_steps(d_steps, g_steps,
+                                                                    expected_g):
+    cfg = config(local_steps=6, discriminator_steps=d_steps, generator_steps=g_steps)
     generator, discriminator = build_models(cfg)
-    result = train_locally(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
-    assert result.steps == 6  # privacy counts discriminator steps only
+    trainer = LocalTrainer(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
+    for _ in range(6):
+        trainer.step()
+    assert len(trainer.g_losses) == expected_g
+    assert trainer.result(1.0).steps == 6  # privacy counts discriminator steps only
 
 
 def test_derived_noise_spends_the_target_over_all_rounds():
