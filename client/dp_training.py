@@ -22,18 +22,15 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
 from opacus import PrivacyEngine
-from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from client import ghost_norms  # noqa: F401  (registers the Conv2d norm sampler for ghost)
 from client.data import SiteData, augment_batch
-from client.privacy_ledger import quiet_accounting
 from medgan_models.config import RunConfig
 from medgan_models.losses import GanLoss, make_loss, mode_seeking_penalty
 from medgan_models.networks import Discriminator, Generator
@@ -49,31 +46,6 @@ class LocalTrainingResult:
     noise_multiplier: float
     sample_rate: float
     seconds: float
-
-
-def sample_rate_for(num_examples: int, batch_size: int) -> float:
-    """Poisson sampling rate, exactly as Opacus derives it from the data loader (1/len)."""
-    batches = -(-num_examples // batch_size)  # ceil
-    return 1.0 / max(batches, 1)
-
-
-def derive_noise_multiplier(config: RunConfig, num_examples: int) -> float:
-    """The noise multiplier given, or the one that spends ``target-epsilon`` over all rounds."""
-    if config.noise_multiplier > 0:
-        return config.noise_multiplier
-    return _noise_for_budget(config.target_epsilon, config.delta,
-                             sample_rate_for(num_examples, config.batch_size),
-                             config.num_rounds * config.local_steps, config.accountant)
-
-
-@lru_cache(maxsize=16)
-def _noise_for_budget(epsilon: float, delta: float, sample_rate: float, steps: int,
-                      accountant: str) -> float:
-    """Binary search (slow with PRV): cached, since every round of a run asks the same."""
-    with quiet_accounting():
-        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
-                                          sample_rate=sample_rate, steps=steps,
-                                          accountant=accountant, epsilon_tolerance=0.005))
 
 
 def resolve_device(name: str) -> torch.device:

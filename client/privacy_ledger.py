@@ -76,7 +76,7 @@ class PrivacyLedger:
             return 0.0
         if any(sigma <= 0 for sigma, _, _ in history):
             return float("inf")  # a non-private step: no finite guarantee
-        return _composed_epsilon(tuple(history), delta, accountant)
+        return composed_epsilon(tuple(history), delta, accountant)
 
     def epsilon_after(self, entry: LedgerEntry, delta: float, accountant: str = "prv") -> float:
         """Epsilon this ledger would reach if ``entry`` were added (for budget checks)."""
@@ -126,7 +126,7 @@ class PrivacyLedger:
 
 
 @lru_cache(maxsize=256)
-def _composed_epsilon(history: tuple[tuple[float, float, int], ...], delta: float,
+def composed_epsilon(history: tuple[tuple[float, float, int], ...], delta: float,
                       accountant: str) -> float:
     """A pure function of the history, cached: a PRV composition takes ~0.5 s, and the virtual
     hospitals of a simulation (one worker process serving many) share histories."""

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from client.data import SiteData
-from client.dp_training import derive_noise_multiplier, resolve_device, sample_rate_for, train_locally
+from client.dp_training import resolve_device, train_locally
+from client.noise_schedule import derive_noise_multiplier, sample_rate_for
 from client.privacy_ledger import LEDGER_FILE, LedgerEntry, PrivacyLedger, most_complete
 from client.site import SiteSettings
 from medgan_models.config import RunConfig
@@ -51,7 +52,7 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
                 state_ledger: PrivacyLedger | None = None) -> RoundOutcome:
     """Train one round locally under DP, unless that would pass the site's ``max-epsilon``."""
     ledger = most_complete(state_ledger or PrivacyLedger(), PrivacyLedger.load(ledger_path(site)))
-    noise_multiplier = derive_noise_multiplier(config, len(data))
+    noise_multiplier = derive_noise_multiplier(config, len(data), server_round)
     planned = LedgerEntry(server_round, noise_multiplier,
                           sample_rate_for(len(data), config.batch_size), config.local_steps)
     next_epsilon = ledger.epsilon_after(planned, config.delta, config.accountant)

@@ -57,6 +57,7 @@ class RunConfig:
     delta: float = 1e-5
     max_grad_norm: float = 1.0
     noise_multiplier: float = 0.0  # 0 = derive it from target-epsilon over the planned rounds
+    noise_schedule_ratio: float = 1.0  # first round's noise / last round's (1 = constant)
     accountant: str = "prv"
     grad_sample_mode: str = "ghost"  # Opacus per-sample gradients: "ghost", "hooks", "functorch"
     wgan_clip: float = 0.01
@@ -142,6 +143,7 @@ class RunConfig:
             (0 < self.delta < 1, f"delta must be in (0, 1), got {self.delta}"),
             (self.max_grad_norm > 0, "max-grad-norm must be > 0"),
             (self.noise_multiplier >= 0, "noise-multiplier must be >= 0 (0 = derive)"),
+            (self.noise_schedule_ratio >= 1, "noise-schedule-ratio must be >= 1 (1 = constant)"),
             (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
             (0 <= self.discriminator_beta1 < 1, "discriminator-beta1 must be in [0, 1)"),
             (self.discriminator_channels >= 0,

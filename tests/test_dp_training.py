@@ -11,12 +11,11 @@ from client.data import SiteData
 from client.dp_training import (
     GanCriterion,
     LocalTrainer,
-    derive_noise_multiplier,
     discriminator_step,
     make_private_discriminator,
-    sample_rate_for,
     train_locally,
 )
+from client.noise_schedule import derive_noise_multiplier, sample_rate_for
 from client.privacy_ledger import LedgerEntry, PrivacyLedger
 from medgan_models.config import RunConfig
 from medgan_models.losses import make_loss, mode_seeking_penalty

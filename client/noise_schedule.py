@@ -1,0 +1,81 @@
+"""How much DP noise each round gets, so that the whole run spends ``target-epsilon``.
+
+By default every round uses the same noise multiplier. ``noise-schedule-ratio`` r > 1 spends
+the budget unevenly: round t of R gets ``s * r ** ((R - t) / (R - 1))``, so the first round is
+r times noisier than the last (coarse structure first, detail when it matters; the idea of
+decaying-noise schedules such as Yu et al., 2019, "Differentially Private Model Publishing for
+Deep Learning"). The scale s is found so that the composed history of all R rounds spends
+exactly the target. The sample rate is the site's own, so each site derives its own schedule.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from opacus.accountants.utils import get_noise_multiplier
+
+from client.privacy_ledger import composed_epsilon, quiet_accounting
+from medgan_models.config import RunConfig
+
+SEARCH_TOLERANCE = 0.005  # relative, on epsilon
+
+
+def sample_rate_for(num_examples: int, batch_size: int) -> float:
+    """Poisson sampling rate, exactly as Opacus derives it from the data loader (1/len)."""
+    batches = -(-num_examples // batch_size)  # ceil
+    return 1.0 / max(batches, 1)
+
+
+def round_weights(num_rounds: int, ratio: float) -> tuple[float, ...]:
+    """Relative noise of rounds 1..R: ``ratio`` for the first, 1 for the last, geometric."""
+    if num_rounds <= 1 or ratio == 1.0:
+        return (1.0,) * max(num_rounds, 1)
+    return tuple(ratio ** ((num_rounds - t) / (num_rounds - 1)) for t in range(1, num_rounds + 1))
+
+
+def derive_noise_multiplier(config: RunConfig, num_examples: int, server_round: int = 1
+                            ) -> float:
+    """The noise multiplier of ``server_round``: the one given, or the one that makes all
+    ``num-rounds`` rounds (under the schedule) spend ``target-epsilon``. Rounds past the plan
+    (a resumed run asked for more) keep the last round's noise."""
+    if config.noise_multiplier > 0:
+        return config.noise_multiplier
+    q = sample_rate_for(num_examples, config.batch_size)
+    weights = round_weights(config.num_rounds, config.noise_schedule_ratio)
+    if len(set(weights)) == 1:
+        return _noise_for_budget(config.target_epsilon, config.delta, q,
+                                 config.num_rounds * config.local_steps, config.accountant)
+    scale = _scale_for_budget(config.target_epsilon, config.delta, q, config.local_steps,
+                              weights, config.accountant)
+    return scale * weights[min(max(server_round, 1), len(weights)) - 1]
+
+
+@lru_cache(maxsize=16)
+def _noise_for_budget(epsilon: float, delta: float, sample_rate: float, steps: int,
+                      accountant: str) -> float:
+    """Binary search (slow with PRV): cached, since every round of a run asks the same."""
+    with quiet_accounting():
+        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                          sample_rate=sample_rate, steps=steps,
+                                          accountant=accountant, epsilon_tolerance=0.005))
+
+
+@lru_cache(maxsize=16)
+def _scale_for_budget(epsilon: float, delta: float, sample_rate: float, steps_per_round: int,
+                      weights: tuple[float, ...], accountant: str) -> float:
+    """The s for which rounds with noise ``s * weights[t]`` compose to ``epsilon`` (at most:
+    the search returns the upper end of its last bracket)."""
+
+    def spent(scale: float) -> float:
+        history = tuple((scale * w, sample_rate, steps_per_round) for w in weights)
+        return composed_epsilon(history, delta, accountant)
+
+    low, high = 0.05, 1.0
+    while spent(high) > epsilon:
+        low, high = high, high * 2
+        if high > 1e4:
+            raise ValueError(f"no noise reaches epsilon {epsilon} in {len(weights)} rounds")
+    while high - low > 1e-4 and spent(high) < epsilon * (1 - SEARCH_TOLERANCE):
+        middle = (low + high) / 2
+        low, high = (middle, high) if spent(middle) > epsilon else (low, middle)
+    return high

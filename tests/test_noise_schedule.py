@@ -1,0 +1,36 @@
+"""Noise per round: constant by default, or a decaying schedule that still spends exactly the
+target epsilon over the planned rounds."""
+
+import pytest
+
+from client.noise_schedule import derive_noise_multiplier, round_weights, sample_rate_for
+from client.privacy_ledger import LedgerEntry, PrivacyLedger
+from medgan_models.config import ConfigError, RunConfig
+
+
+def test_weights_fall_geometrically_from_the_ratio_to_one():
+    weights = round_weights(5, 4.0)
+    assert weights[0] == pytest.approx(4.0) and weights[-1] == pytest.approx(1.0)
+    assert all(a / b == pytest.approx(4 ** 0.25) for a, b in zip(weights, weights[1:]))
+    assert round_weights(3, 1.0) == (1.0, 1.0, 1.0) and round_weights(1, 5.0) == (1.0,)
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_a_decaying_schedule_spends_the_target_over_all_rounds(accountant):
+    config = RunConfig(target_epsilon=4.0, num_rounds=4, local_steps=10, batch_size=16,
+                       noise_schedule_ratio=3.0, accountant=accountant)
+    sigmas = [derive_noise_multiplier(config, 160, t) for t in range(1, 5)]
+    assert sigmas[0] / sigmas[-1] == pytest.approx(3.0) and sigmas == sorted(sigmas, reverse=True)
+    q = sample_rate_for(160, 16)
+    ledger = PrivacyLedger([LedgerEntry(t, s, q, 10) for t, s in enumerate(sigmas, 1)])
+    spent = ledger.epsilon(config.delta, accountant)
+    assert spent <= 4.0 * (1 + 1e-6) and spent == pytest.approx(4.0, rel=0.01)
+    # past the plan (a resumed run asked for more rounds), the last round's noise is kept
+    assert derive_noise_multiplier(config, 160, 9) == sigmas[-1]
+    constant = derive_noise_multiplier(config.replace(noise_schedule_ratio=1.0), 160, 1)
+    assert sigmas[-1] < constant < sigmas[0]
+
+
+def test_the_ratio_must_be_at_least_one():
+    with pytest.raises(ConfigError, match="noise-schedule-ratio"):
+        RunConfig.from_mapping({"noise-schedule-ratio": 0.5})
