@@ -70,7 +70,11 @@ def _scale_for_budget(epsilon: float, delta: float, sample_rate: float, steps_pe
         history = tuple((scale * w, sample_rate, steps_per_round) for w in weights)
         return composed_epsilon(history, delta, accountant)
 
-    low, high = 0.05, 1.0
+    if accountant == "rdp":
+        low, high = 0.05, 1.0
+    else:  # RDP over-estimates epsilon, so its scale bounds this one from above (and is fast)
+        high = _scale_for_budget(epsilon, delta, sample_rate, steps_per_round, weights, "rdp")
+        low = high / 2
     while spent(high) > epsilon:
         low, high = high, high * 2
         if high > 1e4:
