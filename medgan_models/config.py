@@ -76,7 +76,7 @@ class RunConfig:
     server_optimizer: str = "none"  # "fedavgm" / "fedadam": a server step on the aggregate
     server_learning_rate: float = 1.0
     server_momentum: float = 0.9  # FedAvgM momentum, FedAdam beta1
-    generator_ema: float = 0.0  # > 0: released generator = EMA over rounds with this decay
+    generator_ema: float = 0.9  # > 0: released generator = EMA over rounds (warmed up); 0 = off
     max_update_norm: float = 0.0  # > 0: reject updates farther (L2) from the global model
     round_timeout: float = 3600.0
     data: str = "phantom"
