@@ -100,6 +100,10 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "n/a"
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     """The metrics of each run side by side, then what privacy and federation cost."""
     columns = ("rounds", "seconds", "epsilon_max", *METRICS)
@@ -110,8 +114,8 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
             for c in columns))
     fed, central, open_ = (results.get(k, {}) for k in SETTINGS)
     print(f"cost of privacy: FRD {_ratio(fed.get('frd'), open_.get('frd'))} "
-          f"(federated DP / non-private), TSTR/TRTR {fed.get('tstr_over_trtr')} vs "
-          f"{open_.get('tstr_over_trtr')}")
+          f"(federated DP / non-private), TSTR/TRTR {_number(fed.get('tstr_over_trtr'))} vs "
+          f"{_number(open_.get('tstr_over_trtr'))}")
     print(f"cost of federation: FRD {_ratio(fed.get('frd'), central.get('frd'))} "
           f"(federated DP / centralized DP)")
     for name, row in results.items():

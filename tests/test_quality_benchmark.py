@@ -33,3 +33,4 @@ def test_table_prints_every_setting_and_the_costs(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in quality.SETTINGS)
     assert "cost of privacy: FRD 4.00x" in out and "cost of federation: FRD 4.00x" in out
+    assert "TSTR/TRTR 0.50 vs 0.50" in out
