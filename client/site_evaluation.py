@@ -4,9 +4,9 @@
   plus Inception when a local weights file is configured), optionally noised (Gaussian
   mechanism, ``fid-stats-noise`` = its epsilon), for the server's Frechet distances.
 - ``evaluate_generator``: precision/recall/density/coverage of generated images against the
-  site's held-out images (computed here, at the site, in a fixed random-CNN embedding), and utility: a small classifier trained
-  on synthetic images and tested on the held-out images (TSTR) beside one trained on the site's
-  real training images (TRTR).
+  site's held-out images (computed here, at the site, in a fixed random-CNN embedding), and
+  utility: a small classifier trained on synthetic images and tested on the held-out images
+  (TSTR) beside one trained on the site's real training images (TRTR).
 """
 
 from __future__ import annotations
