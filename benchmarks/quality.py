@@ -1,11 +1,11 @@
 """Quality benchmark: what privacy and federation cost, at a fixed wall-time budget.
 
-    python benchmarks/quality.py [--minutes 15] [--out DIR] [--json OUT.json]
+    python benchmarks/quality.py [--minutes 15] [--out DIR] [--json OUT.json] [--settings ...]
 
 Three runs of ``medgan simulate`` with its defaults on the default phantom data at 32x32, each
 given the same wall-time budget: ``federated_dp`` (3 non-IID sites: each its own scanner, and
 labels split by Dirichlet(alpha = 1), epsilon 10 per site), ``centralized_dp`` (one site holding
-all the data, epsilon 10) and ``nonprivate`` (the 3 federated sites with the privacy noise
+exactly those three sites' images, pooled into one ``.npz``; epsilon 10) and ``nonprivate`` (the 3 federated sites with the privacy noise
 switched off: noise multiplier 1e-3 and clipping 1e4, which makes DP-SGD plain SGD). The
 number of rounds is chosen from a measured training-step time so that each run fits its budget;
 the privacy noise is derived for exactly those rounds. Prints a table of the metrics of
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
@@ -38,14 +39,32 @@ METRICS = ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
            "trtr_accuracy", "tstr_over_trtr")
 ROUND_OVERHEAD = 1.3  # evaluation, start-up and framework time on top of training (measured)
 TOTAL_SAMPLES = 6000
+FEDERATED_SITES, ALPHA = 3, 1.0
+POOLED_FILE = "pooled_sites.npz"  # the federated sites' images, for the centralized run
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    "federated_dp": {"sites": 3, "alpha": 1.0, "samples-per-site": TOTAL_SAMPLES // 3},
-    "centralized_dp": {"sites": 1, "samples-per-site": TOTAL_SAMPLES},
+    "federated_dp": {"sites": FEDERATED_SITES, "alpha": ALPHA,
+                     "samples-per-site": TOTAL_SAMPLES // FEDERATED_SITES},
+    "centralized_dp": {"sites": 1},  # data: the pooled file, written by main()
     "nonprivate": {"sites": 3, "alpha": 1.0, "samples-per-site": TOTAL_SAMPLES // 3,
                    "noise-multiplier": 1e-3, "max-grad-norm": 1e4, "accountant": "rdp",
                    "max-epsilon": 1e12, "target-epsilon": 1e12},
 }
+
+
+def write_pooled_sites(path: Path, image_size: int = 32,
+                       samples_per_site: int = TOTAL_SAMPLES // FEDERATED_SITES) -> int:
+    """Write the federated setting's sites' phantoms (each with its scanner) as one
+    MedMNIST-style ``.npz`` (uint8 images, labels), so that the centralized run trains on the
+    same images; returns how many."""
+    sites = [load_site_dataset("phantom", i, FEDERATED_SITES, image_size, 1, alpha=ALPHA,
+                               samples_per_site=samples_per_site)
+             for i in range(FEDERATED_SITES)]
+    images = np.concatenate([s.images[:, 0] for s in sites])
+    labels = np.concatenate([s.labels for s in sites])
+    pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    np.savez_compressed(path, train_images=pixels, train_labels=labels[:, None])
+    return len(labels)
 
 
 def step_seconds(config: RunConfig, steps: int = 8) -> float:
@@ -78,9 +97,10 @@ def rounds_for_budget(seconds: float, sites: int, local_steps: int, step_s: floa
     return max(1, int(seconds / per_round))
 
 
-def run_setting(name: str, rounds: int, out: Path) -> dict[str, Any]:
-    """One ``medgan simulate`` of a setting; its summary's metrics and the wall time it took."""
-    setting = dict(SETTINGS[name])
+def run_setting(name: str, rounds: int, out: Path, **extra: Any) -> dict[str, Any]:
+    """One ``medgan simulate`` of a setting (``extra``: more run-config keys); its summary's
+    metrics and the wall time it took."""
+    setting = {**SETTINGS[name], **extra}
     sites = setting.pop("sites")
     settings = {"num-rounds": rounds, "eval-every": rounds, **setting}
     toml = out.with_suffix(".toml")
@@ -128,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs") / time.strftime(
         "quality-%Y%m%d-%H%M%S"), help="where the three run folders are kept")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                        help="run only these (default: all three)")
     args = parser.parse_args(argv)
     defaults = RunConfig()
     step_s = step_seconds(defaults)
@@ -135,12 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"budget {args.minutes:g} min per run on {cores} cores; one training step "
           f"{step_s * 1000:.0f} ms (32x32, batch {defaults.batch_size}, one core)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    pooled = args.out / POOLED_FILE
+    print(f"pooled the federated sites' {write_pooled_sites(pooled)} images into {pooled}")
+    extra = {"centralized_dp": {"data": str(pooled.resolve())}}
     results: dict[str, Any] = {}
-    for name, setting in SETTINGS.items():
+    for name in args.settings:
+        setting = SETTINGS[name]
         rounds = rounds_for_budget(args.minutes * 60, setting["sites"], defaults.local_steps,
                                    step_s, cores)
         print(f"== {name}: {rounds} rounds x {defaults.local_steps} steps", flush=True)
-        results[name] = run_setting(name, rounds, args.out / name)
+        results[name] = run_setting(name, rounds, args.out / name, **extra.get(name, {}))
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -6,7 +6,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+import numpy as np  # noqa: E402
+
 from benchmarks import quality  # noqa: E402
+from client.data.sources import load_site_dataset  # noqa: E402
 from medgan_models.config import RunConfig  # noqa: E402
 
 
@@ -34,3 +37,14 @@ def test_table_prints_every_setting_and_the_costs(capsys):
     assert all(name in out for name in quality.SETTINGS)
     assert "cost of privacy: FRD 4.00x" in out and "cost of federation: FRD 4.00x" in out
     assert "TSTR/TRTR 0.50 vs 0.50" in out
+
+
+def test_the_centralized_run_gets_exactly_the_federated_sites_images(tmp_path):
+    path = tmp_path / "pooled.npz"
+    n = quality.write_pooled_sites(path, image_size=16, samples_per_site=20)
+    pooled = load_site_dataset(str(path), 0, 1, 16, 1)
+    sites = [load_site_dataset("phantom", i, 3, 16, 1, alpha=quality.ALPHA, samples_per_site=20)
+             for i in range(3)]
+    assert n == len(pooled) == sum(len(s) for s in sites) == 60
+    assert np.array_equal(np.sort(pooled.labels), np.sort(np.concatenate([s.labels for s in sites])))
+    assert np.abs(pooled.images[:len(sites[0])] - sites[0].images).max() <= 1 / 127.5 + 1e-6
