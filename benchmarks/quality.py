@@ -42,13 +42,13 @@ TOTAL_SAMPLES = 6000
 FEDERATED_SITES, ALPHA = 3, 1.0
 POOLED_FILE = "pooled_sites.npz"  # the federated sites' images, for the centralized run
 
+FEDERATED = {"sites": FEDERATED_SITES, "alpha": ALPHA,
+             "samples-per-site": TOTAL_SAMPLES // FEDERATED_SITES}
 SETTINGS: dict[str, dict[str, Any]] = {
-    "federated_dp": {"sites": FEDERATED_SITES, "alpha": ALPHA,
-                     "samples-per-site": TOTAL_SAMPLES // FEDERATED_SITES},
+    "federated_dp": FEDERATED,
     "centralized_dp": {"sites": 1},  # data: the pooled file, written by main()
-    "nonprivate": {"sites": 3, "alpha": 1.0, "samples-per-site": TOTAL_SAMPLES // 3,
-                   "noise-multiplier": 1e-3, "max-grad-norm": 1e4, "accountant": "rdp",
-                   "max-epsilon": 1e12, "target-epsilon": 1e12},
+    "nonprivate": {**FEDERATED, "noise-multiplier": 1e-3, "max-grad-norm": 1e4,
+                   "accountant": "rdp", "max-epsilon": 1e12, "target-epsilon": 1e12},
 }
 
 
@@ -157,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"budget {args.minutes:g} min per run on {cores} cores; one training step "
           f"{step_s * 1000:.0f} ms (32x32, batch {defaults.batch_size}, one core)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    pooled = args.out / POOLED_FILE
-    print(f"pooled the federated sites' {write_pooled_sites(pooled)} images into {pooled}")
-    extra = {"centralized_dp": {"data": str(pooled.resolve())}}
+    extra: dict[str, dict[str, Any]] = {}
+    if "centralized_dp" in args.settings:
+        pooled = args.out / POOLED_FILE
+        print(f"pooled the federated sites' {write_pooled_sites(pooled)} images into {pooled}")
+        extra["centralized_dp"] = {"data": str(pooled.resolve())}
     results: dict[str, Any] = {}
     for name in args.settings:
         setting = SETTINGS[name]
