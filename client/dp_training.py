@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -58,22 +59,30 @@ def resolve_device(name: str) -> torch.device:
 
 
 class GanCriterion(nn.Module):
-    """The discriminator loss of a real + fake batch: ``criterion(scores, n_real)``.
+    """The discriminator loss of a real + fake batch: ``criterion(scores, n_real, ...)``.
 
     The first ``n_real`` scores are real images, the rest fake ones; each sample gets its own
     loss term (the GAN loss' real or fake side), reduced by ``reduction`` ("mean", "sum" or
-    "none"). This is the interface Opacus' ghost-clipping wrapper drives: it switches
-    ``reduction`` to "none" to get the per-sample losses it re-weights.
+    "none"). With an auxiliary classifier (``logits`` and the real images' ``labels``), each
+    real image's term also holds ``classifier_weight`` times its cross-entropy: the
+    classifier learns from real images only, inside the same clipped per-sample gradient.
+    This is the interface Opacus' ghost-clipping wrapper drives: it switches ``reduction`` to
+    "none" to get the per-sample losses it re-weights.
     """
 
-    def __init__(self, loss: GanLoss) -> None:
+    def __init__(self, loss: GanLoss, classifier_weight: float = 0.0) -> None:
         super().__init__()
         self.loss = loss
+        self.classifier_weight = classifier_weight
         self.reduction = "mean"
 
-    def forward(self, scores: torch.Tensor, n_real: int) -> torch.Tensor:
-        per_sample = torch.cat([self.loss.discriminator_real(scores[:n_real]),
-                                self.loss.discriminator_fake(scores[n_real:])])
+    def forward(self, scores: torch.Tensor, n_real: int, logits: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        real_terms = self.loss.discriminator_real(scores[:n_real])
+        if logits is not None and self.classifier_weight > 0:
+            real_terms = real_terms + self.classifier_weight * F.cross_entropy(
+                logits[:n_real], labels, reduction="none")
+        per_sample = torch.cat([real_terms, self.loss.discriminator_fake(scores[n_real:])])
         if self.reduction == "none":
             return per_sample
         return per_sample.sum() if self.reduction == "sum" else per_sample.mean()
@@ -89,7 +98,7 @@ def make_private_discriminator(discriminator: Discriminator, d_optimizer: torch.
     Returns (private discriminator, DP optimizer, criterion, Poisson data loader, engine); the
     criterion is :class:`GanCriterion`, wrapped by Opacus for ghost clipping.
     """
-    criterion = GanCriterion(loss)
+    criterion = GanCriterion(loss, config.auxiliary_classifier)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=config.accountant)
@@ -211,10 +220,10 @@ def discriminator_step(generator, private_d, d_optimizer, criterion, real, label
     images = torch.cat([real, fake])
     both_labels = torch.cat([labels, fake_labels]) if num_classes > 1 else None
     d_optimizer.zero_grad(set_to_none=True)
-    scores = private_d(images, both_labels)
+    scores, logits = private_d(images, both_labels, with_logits=True)
     # A mean over the forward's batch: Opacus rescales it by that batch size, so each sample's
     # gradient (hooks, functorch) or gradient norm (ghost) is its own before clipping.
-    d_loss = criterion(scores, real.shape[0])
+    d_loss = criterion(scores, real.shape[0], logits, labels)
     d_loss.backward()  # ghost: two passes (norms, then the clipped re-weighted loss)
     d_optimizer.step()
     return float(d_loss.detach())
@@ -239,7 +248,10 @@ def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_b
     try:
         for p in d_params:
             p.requires_grad_(False)
-        g_loss = loss.generator(private_d(fake, fake_labels))
+        scores, logits = private_d(fake, fake_labels, with_logits=True)
+        g_loss = loss.generator(scores)
+        if logits is not None and config.auxiliary_classifier > 0:  # draw what makes the class
+            g_loss = g_loss + config.auxiliary_classifier * F.cross_entropy(logits, fake_labels)
         if config.mode_seeking > 0:
             g_loss = g_loss + config.mode_seeking * mode_seeking_penalty(fake, codes)
         g_optimizer.zero_grad(set_to_none=True)

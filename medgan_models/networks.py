@@ -5,7 +5,9 @@ default (DCGAN's strided transposed convolutions, ``upsampling="transpose"``, co
 grainy image here). Both are optionally class-conditional: the generator multiplies the latent
 code by a label embedding (as in AC-GAN; concatenation was seen here to let the generator ignore
 the code and collapse to one image per class); the discriminator uses a projection head (Miyato
-& Koyama, 2018). The discriminator sees real data, so it is the part trained with DP-SGD: it
+& Koyama, 2018) and, optionally, an auxiliary classifier head (AC-GAN, Odena et al., 2017)
+whose class logits train it to recognise each class on real images and push the generator to
+draw what makes a class (e.g. a lesion). The discriminator sees real data, so it is the part trained with DP-SGD: it
 uses GroupNorm, never BatchNorm, and passes Opacus' ``ModuleValidator``. The generator never
 sees real data and may keep BatchNorm.
 """
@@ -88,7 +90,7 @@ class Discriminator(nn.Module):
     """Image (+ label) -> one real/fake score per sample. Opacus-compatible (GroupNorm)."""
 
     def __init__(self, image_size: int = 32, channels: int = 1, num_classes: int = 0,
-                 base_channels: int = 32) -> None:
+                 base_channels: int = 32, auxiliary_classifier: bool = False) -> None:
         super().__init__()
         blocks = _num_blocks(image_size)
         layers: list[nn.Module] = [
@@ -108,16 +110,24 @@ class Discriminator(nn.Module):
         self.head = nn.Linear(feature_dim, 1)
         self.num_classes = num_classes
         self.projection = nn.Embedding(num_classes, feature_dim) if num_classes > 1 else None
+        if auxiliary_classifier and num_classes < 2:
+            raise ValueError("an auxiliary classifier needs a class-conditional model")
+        self.classifier = nn.Linear(feature_dim, num_classes) if auxiliary_classifier else None
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of shape (N,): higher means 'looks real'."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
+                with_logits: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores of shape (N,): higher means 'looks real'. ``with_logits``: also the
+        auxiliary classifier's class logits (N, num_classes), or None without that head."""
         phi = self.features(images)
         score = self.head(phi).squeeze(1)
         if self.projection is not None:
             if labels is None:
                 raise ValueError("this discriminator is class-conditional: pass labels")
             score = score + (self.projection(labels) * phi).sum(dim=1)
-        return score
+        if not with_logits:
+            return score
+        return score, (self.classifier(phi) if self.classifier is not None else None)
 
 
 def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
@@ -126,7 +136,8 @@ def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
     generator = Generator(config.image_size, config.channels, config.latent_dim,
                           num_classes, config.base_channels, config.generator_upsampling)
     discriminator = Discriminator(config.image_size, config.channels, num_classes,
-                                  config.discriminator_channels or config.base_channels)
+                                  config.discriminator_channels or config.base_channels,
+                                  auxiliary_classifier=config.auxiliary_classifier > 0)
     generator.apply(_dcgan_init)
     discriminator.apply(_dcgan_init)
     return generator, discriminator

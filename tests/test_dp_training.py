@@ -103,8 +103,9 @@ def reference_clipped_mean(discriminator, criterion, images, labels, n_real, max
     criterion.reduction = "none"
     total = [torch.zeros_like(p) for p in discriminator.parameters()]
     for i in range(len(images)):
-        scores = discriminator(images[i:i + 1], labels[i:i + 1])
-        per_sample = criterion(scores, 1 if i < n_real else 0)
+        scores, logits = discriminator(images[i:i + 1], labels[i:i + 1], with_logits=True)
+        real = i < n_real
+        per_sample = criterion(scores, int(real), logits, labels[i:i + 1][:int(real)])
         grads = torch.autograd.grad(per_sample.sum(), list(discriminator.parameters()))
         norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
         factor = min(1.0, max_grad_norm / (norm.item() + 1e-6))
@@ -113,11 +114,14 @@ def reference_clipped_mean(discriminator, criterion, images, labels, n_real, max
     return [t / expected_batch_size for t in total]
 
 
-@pytest.mark.parametrize("loss", ["minimax", "wasserstein"])
+@pytest.mark.parametrize("loss,auxiliary", [("minimax", 0.0), ("wasserstein", 0.0),
+                                            ("minimax", 1.0)])
 @pytest.mark.parametrize("max_grad_norm", [1e-3, 1.0])
-def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(loss, max_grad_norm):
+def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(loss, auxiliary,
+                                                                            max_grad_norm):
     """With noise 0 the DP gradient is exactly the sum of per-sample clipped gradients over the
-    expected batch size: the same for hooks, functorch and ghost clipping."""
+    expected batch size: the same for hooks, functorch and ghost clipping, with or without the
+    auxiliary classifier's loss on the real images."""
     rng = torch.Generator().manual_seed(5)
     n, n_real, fake_batch = 32, 6, 8  # a Poisson batch of 6 real images, 8 fake (q = 1/4)
     site = data(n=n)
@@ -125,7 +129,8 @@ def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(los
     real_labels = torch.from_numpy(site.labels[:n_real])
     fake = torch.rand(fake_batch, 1, 16, 16, generator=rng) * 2 - 1
     for mode in ("hooks", "functorch", "ghost"):
-        cfg = config(loss=loss, grad_sample_mode=mode, max_grad_norm=max_grad_norm)
+        cfg = config(loss=loss, grad_sample_mode=mode, max_grad_norm=max_grad_norm,
+                     auxiliary_classifier=auxiliary)
         torch.manual_seed(0)
         _, discriminator = build_models(cfg)
         plain = copy.deepcopy(discriminator)
@@ -135,6 +140,7 @@ def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(los
         d_optimizer = torch.optim.SGD(discriminator.parameters(), lr=0.0)
         private_d, d_optimizer, criterion, _, _ = make_private_discriminator(
             discriminator, d_optimizer, loader, make_loss(loss), cfg, noise_multiplier=0.0)
+        assert (discriminator.classifier is not None) == (auxiliary > 0)
         torch.manual_seed(1)  # the step draws the fake labels
         discriminator_step(FixedGenerator(fake), private_d, d_optimizer, criterion, real,
                            real_labels, fake_batch, 2, cfg, torch.device("cpu"))
@@ -142,14 +148,14 @@ def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(los
         torch.manual_seed(1)
         fake_labels = torch.randint(0, 2, (fake_batch,))
         expected = reference_clipped_mean(
-            plain, GanCriterion(make_loss(loss)), torch.cat([real, fake]),
+            plain, GanCriterion(make_loss(loss), auxiliary), torch.cat([real, fake]),
             torch.cat([real_labels, fake_labels]), n_real, max_grad_norm, expected_batch_size=8)
         for g, e in zip(got, expected, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-7)
         norm = torch.sqrt(sum(g.pow(2).sum() for g in got)).item()
         assert norm <= (n_real + fake_batch) * max_grad_norm / 8 * (1 + 1e-5)
     unclipped = reference_clipped_mean(
-        plain, GanCriterion(make_loss(loss)), torch.cat([real, fake]),
+        plain, GanCriterion(make_loss(loss), auxiliary), torch.cat([real, fake]),
         torch.cat([real_labels, fake_labels]), n_real, 1e9, expected_batch_size=8)
     unclipped_norm = torch.sqrt(sum(g.pow(2).sum() for g in unclipped)).item()
     if max_grad_norm == 1e-3:  # clipping did bite (the comparison above is not vacuous)
@@ -187,3 +193,27 @@ def test_discriminator_beta1_reaches_the_private_optimizer_only():
     assert trainer.g_optimizer.param_groups[0]["betas"] == (0.5, 0.999)
     with pytest.raises(ValueError, match="discriminator-beta1"):
         RunConfig.from_mapping({"discriminator-beta1": 1.0})
+
+
+def test_auxiliary_classifier_loss_counts_only_real_images_and_teaches_the_generator():
+    """The classifier's cross-entropy is added to the real images' terms only; the generator
+    step adds it for its own labels, so the generator learns from the class head."""
+    criterion = GanCriterion(make_loss("minimax"), classifier_weight=2.0)
+    criterion.reduction = "none"
+    scores = torch.zeros(5)
+    logits = torch.tensor([[4.0, -4.0], [-4.0, 4.0], [4.0, -4.0], [0.0, 0.0], [9.0, -9.0]])
+    labels = torch.tensor([1, 1, 0])  # the 3 real images: wrong, right, right
+    plain = GanCriterion(make_loss("minimax"))
+    plain.reduction = "none"
+    gap = criterion(scores, 3, logits, labels) - plain(scores, 3)
+    assert gap[0] > 10 and gap[1] < 0.01 and gap[2] < 0.01
+    assert torch.equal(gap[3:], torch.zeros(2))  # fake images: the GAN loss alone
+
+    cfg = config(auxiliary_classifier=1.0, local_steps=3)
+    generator, discriminator = build_models(cfg)
+    before = copy.deepcopy(discriminator.classifier.state_dict())
+    result = train_locally(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
+    assert result.steps == 3 and np.isfinite(result.g_loss)
+    assert not torch.equal(before["weight"], discriminator.classifier.weight)
+    with pytest.raises(ValueError, match="auxiliary-classifier"):
+        RunConfig.from_mapping({"auxiliary-classifier": 1.0, "num-classes": 0})
