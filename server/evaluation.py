@@ -93,16 +93,23 @@ class FederatedEvaluator:
         if self.real is None:
             self.collect_real_statistics(grid, nodes, server_round)
         site_replies = self._ask(grid, nodes, EVALUATE, server_round, arrays)
-        return self.metrics(weights, [dict(c[METRICS]) for c in site_replies])
+        return self.metrics(weights, [dict(c[METRICS]) for c in site_replies],
+                            [str(c[SITE]["site-id"]) for c in site_replies])
 
-    def metrics(self, weights: dict[str, torch.Tensor],
-                site_metrics: list[dict[str, float]]) -> dict[str, Any]:
-        """Server-side distances plus the sites' metrics, combined."""
+    def metrics(self, weights: dict[str, torch.Tensor], site_metrics: list[dict[str, float]],
+                site_ids: list[str] | None = None) -> dict[str, Any]:
+        """Server-side distances plus the sites' metrics, combined; with ``site_ids``, also
+        each site's own figures under ``sites`` (which hospital's images are not covered)."""
         metrics: dict[str, Any] = self.server_side(weights)
         metrics.update(weighted_site_metrics(site_metrics))
         if metrics.get("trtr_accuracy"):
             metrics["tstr_over_trtr"] = metrics["tstr_accuracy"] / metrics["trtr_accuracy"]
         metrics["prdc_reference"] = PRDC_REFERENCE
+        if site_ids is not None:
+            metrics["sites"] = {
+                site: {k.replace("-", "_"): float(m[k]) for k in (*SITE_METRICS, "eval-examples")
+                       if k in m}
+                for site, m in sorted(zip(site_ids, site_metrics, strict=True))}
         return metrics
 
     def server_side(self, weights: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -188,7 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             result = evaluate_run(args.run, args.checkpoint)
             for key, value in result["metrics"].items():
-                print(f"  {key:16s} {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+                if key == "sites":
+                    for site, figures in value.items():
+                        print(f"  {site:16s} " + "  ".join(
+                            f"{k} {v:.3f}" for k, v in figures.items() if k != "eval_examples"))
+                else:
+                    print(f"  {key:16s} {value:.4f}" if isinstance(value, float)
+                          else f"  {key}: {value}")
             print(f"round {result['round']} metrics written to {result['written']}")
         elif args.command == "audit":
             from simulation.audit_report import run_audit_command

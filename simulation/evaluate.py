@@ -24,7 +24,7 @@ def evaluate_run(run: Path, checkpoint: Path | None = None) -> dict[str, Any]:
     """The metrics of a checkpoint (default: the run's last), as the federation computes them."""
     path, ckpt, config, site_ids = open_run(run, checkpoint)
     sites = len(site_ids)
-    per_site_stats, class_counts, site_metrics = [], [], []
+    per_site_stats, class_counts, site_metrics, names = [], [], [], []
     for partition in range(sites):
         site_cfg, site = site_config(config.to_mapping(),
                                      {"partition-id": partition, "num-partitions": sites})
@@ -34,11 +34,12 @@ def evaluate_run(run: Path, checkpoint: Path | None = None) -> dict[str, Any]:
         stats, _ = real_statistics(train, site_cfg, seed)
         per_site_stats.append(stats)
         class_counts.append(np.bincount(train.labels, minlength=max(config.num_classes, 1)))
+        names.append(site.site_id)
         site_metrics.append(evaluate_generator(ckpt.release_weights, site_cfg, train, holdout,
                                                seed))
     evaluator = FederatedEvaluator(config)
     evaluator.pool_real(per_site_stats, class_counts)
-    metrics = evaluator.metrics(ckpt.release_weights, site_metrics)
+    metrics = evaluator.metrics(ckpt.release_weights, site_metrics, names)
     result = {"checkpoint": str(path), "round": ckpt.round, "metrics": metrics}
     out = run / f"evaluation_round_{ckpt.round:03d}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -52,6 +52,12 @@ def test_run_writes_every_file_with_finite_values(run_dir):
         assert finite(metrics[key]), key
     assert metrics["frd"] > 0 and "fid" not in metrics  # no Inception file given
     assert 0 <= metrics["precision"] <= 1 and 0 <= metrics["tstr_accuracy"] <= 1
+    # each site's own figures, and the headline is their held-out-weighted mean
+    per_site = metrics["sites"]
+    assert set(per_site) == {"site-0", "site-1"}
+    weights = [s["eval_examples"] for s in per_site.values()]
+    assert metrics["coverage"] == pytest.approx(
+        sum(s["coverage"] * w for s, w in zip(per_site.values(), weights)) / sum(weights))
     assert all("metrics" in r for r in records)
     assert (run_dir / "metrics.png").stat().st_size > 1000
     assert summary["epsilon_max"] == pytest.approx(records[1]["epsilon_max"])
@@ -136,5 +142,7 @@ def test_evaluate_recomputes_the_last_checkpoints_metrics(run_dir, tmp_path, cap
     assert main(["evaluate", "--run", str(run_dir)]) == 0
     result = json.loads((run_dir / "evaluation_round_002.json").read_text())
     assert result["round"] == 2 and finite(result["metrics"]["frd"])
+    assert set(result["metrics"]["sites"]) == {"site-0", "site-1"}
+    assert "site-1" in capsys.readouterr().out  # one line per site
     assert main(["evaluate", "--run", str(tmp_path)]) == 2
     assert "no checkpoints" in capsys.readouterr().err
