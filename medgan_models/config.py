@@ -52,6 +52,7 @@ class RunConfig:
     base_channels: int = 32
     discriminator_channels: int = 0  # discriminator's base width (0 = base-channels)
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
+    generator_noise: bool = False  # per-pixel noise inputs with learned scales (StyleGAN)
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
     target_epsilon: float = 10.0
     max_epsilon: float = 10.0

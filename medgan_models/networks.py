@@ -45,12 +45,26 @@ def _upsample(c_in: int, c_out: int, kind: str, bias: bool) -> list[nn.Module]:
     return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
 
 
+class NoiseInjection(nn.Module):
+    """Adds per-pixel Gaussian noise scaled by a learned per-channel weight (zero at the start),
+    as in StyleGAN (Karras et al., 2019): fine, independent texture such as a scanner's noise,
+    which an upsampling generator otherwise has to fake from the latent code."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        return x + self.weight * noise
+
+
 class Generator(nn.Module):
     """Latent code (+ label) -> image in [-1, 1] of shape (channels, size, size)."""
 
     def __init__(self, image_size: int = 32, channels: int = 1, latent_dim: int = 64,
                  num_classes: int = 0, base_channels: int = 32,
-                 upsampling: str = "transpose") -> None:
+                 upsampling: str = "transpose", noise_injection: bool = False) -> None:
         super().__init__()
         if upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got '{upsampling}'")
@@ -70,10 +84,12 @@ class Generator(nn.Module):
             c_in, c_out = _width(base_channels, level), _width(base_channels, level - 1)
             layers += [
                 *_upsample(c_in, c_out, upsampling, bias=False),
+                *([NoiseInjection(c_out)] if noise_injection else []),
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(inplace=True),
             ]
         layers += [*_upsample(_width(base_channels, 0), channels, upsampling, bias=True),
+                   *([NoiseInjection(channels)] if noise_injection else []),
                    nn.Tanh()]
         self.body = nn.Sequential(*layers)
 
@@ -134,7 +150,8 @@ def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
     """Generator and discriminator for a run config, with DCGAN initialisation."""
     num_classes = config.num_classes if config.conditional else 0
     generator = Generator(config.image_size, config.channels, config.latent_dim,
-                          num_classes, config.base_channels, config.generator_upsampling)
+                          num_classes, config.base_channels, config.generator_upsampling,
+                          config.generator_noise)
     discriminator = Discriminator(config.image_size, config.channels, num_classes,
                                   config.discriminator_channels or config.base_channels,
                                   auxiliary_classifier=config.auxiliary_classifier > 0)

@@ -28,11 +28,15 @@ def sample_images(generator: Generator, labels: torch.Tensor | None, n: int, see
     generator = generator.to(device).eval()
     noise = torch.Generator().manual_seed(seed)
     out = []
-    for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        z = torch.randn(stop - start, generator.latent_dim, generator=noise).to(device)
-        y = labels[start:stop].to(device) if labels is not None else None
-        out.append(generator(z, y).cpu())
+    device = torch.device(device)
+    # the same images for the same seed, also with per-pixel noise inputs (global RNG)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            z = torch.randn(stop - start, generator.latent_dim, generator=noise).to(device)
+            y = labels[start:stop].to(device) if labels is not None else None
+            out.append(generator(z, y).cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 

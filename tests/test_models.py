@@ -136,3 +136,25 @@ def test_a_checkpoint_from_before_generator_upsampling_loads_as_transposed(tmp_p
     path = save_checkpoint(tmp_path, Checkpoint(1, {}, old_config, 0))
     config = RunConfig.from_mapping(load_checkpoint(path).run_config)
     assert config.generator_upsampling == "transpose"
+
+
+def test_noise_inputs_start_silent_then_vary_images_of_one_code_and_sampling_repeats():
+    from medgan_models.sampling import sample_images
+
+    cfg = RunConfig(image_size=16, base_channels=8, latent_dim=8, generator_noise=True)
+    generator, _ = build_models(cfg)
+    generator.eval()
+    z, labels = torch.randn(1, 8).repeat(4, 1), torch.tensor([1, 1, 1, 1])
+    same = generator(z, labels)
+    assert torch.allclose(same[0], same[1])  # zero-initialised noise scales: off at first
+    with torch.no_grad():
+        for module in generator.modules():
+            if hasattr(module, "weight") and type(module).__name__ == "NoiseInjection":
+                module.weight.fill_(0.5)
+        varied = generator(z, labels)
+    assert (varied[0] - varied[1]).abs().max() > 1e-3  # one code, several images
+    first = sample_images(generator, labels, 4, seed=3)
+    assert torch.equal(first, sample_images(generator, labels, 4, seed=3))
+    assert not torch.equal(first, sample_images(generator, labels, 4, seed=4))
+    plain, _ = build_models(cfg.replace(generator_noise=False))
+    assert len(generator.state_dict()) > len(plain.state_dict())
