@@ -43,7 +43,7 @@ class RunConfig:
     discriminator_steps: int = 1  # discriminator steps per generator step
     generator_steps: int = 1  # generator steps each time (free: they see no real image)
     mode_seeking: float = 0.0  # > 0: weight of MSGAN's mode-seeking term in the generator loss
-    auxiliary_classifier: float = 0.0  # > 0: weight of an AC-GAN class loss (D on real, G)
+    auxiliary_classifier: float = 1.0  # AC-GAN class loss weight (conditional models); 0 = off
     batch_size: int = 64
     learning_rate_generator: float = 2e-4
     learning_rate_discriminator: float = 2e-4
@@ -141,8 +141,6 @@ class RunConfig:
              f"'{self.generator_upsampling}'"),
             (self.mode_seeking >= 0, "mode-seeking must be >= 0 (0 = off)"),
             (self.auxiliary_classifier >= 0, "auxiliary-classifier must be >= 0 (0 = off)"),
-            (self.auxiliary_classifier == 0 or self.num_classes > 1,
-             "auxiliary-classifier needs a class-conditional model (num-classes >= 2)"),
             (self.target_epsilon > 0, "target-epsilon must be > 0"),
             (self.max_epsilon > 0, "max-epsilon must be > 0"),
             (0 < self.delta < 1, f"delta must be in (0, 1), got {self.delta}"),

@@ -154,7 +154,8 @@ def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
                           config.generator_noise)
     discriminator = Discriminator(config.image_size, config.channels, num_classes,
                                   config.discriminator_channels or config.base_channels,
-                                  auxiliary_classifier=config.auxiliary_classifier > 0)
+                                  auxiliary_classifier=config.conditional
+                                  and config.auxiliary_classifier > 0)
     generator.apply(_dcgan_init)
     discriminator.apply(_dcgan_init)
     return generator, discriminator

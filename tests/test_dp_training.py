@@ -215,5 +215,7 @@ def test_auxiliary_classifier_loss_counts_only_real_images_and_teaches_the_gener
     result = train_locally(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
     assert result.steps == 3 and np.isfinite(result.g_loss)
     assert not torch.equal(before["weight"], discriminator.classifier.weight)
+    _, unconditional = build_models(cfg.replace(num_classes=0))
+    assert unconditional.classifier is None  # no classes, no class head
     with pytest.raises(ValueError, match="auxiliary-classifier"):
-        RunConfig.from_mapping({"auxiliary-classifier": 1.0, "num-classes": 0})
+        RunConfig.from_mapping({"auxiliary-classifier": -1.0})
