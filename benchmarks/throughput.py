@@ -36,8 +36,10 @@ def bench_data(size: int, n: int, seed: int = 0) -> SiteData:
 
 
 def _config(size: int, batch: int, mode: str = "hooks") -> RunConfig:
+    """Every loop's models: the plain GAN step, without the auxiliary classifier head, so that
+    the bare Opacus loop (a BCE criterion on one score) runs exactly the same models."""
     return RunConfig(image_size=size, batch_size=batch, local_steps=1, num_rounds=1,
-                     grad_sample_mode=mode)
+                     grad_sample_mode=mode, auxiliary_classifier=0.0)
 
 
 class NonPrivateLoop:
