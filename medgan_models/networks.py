@@ -7,9 +7,9 @@ code by a label embedding (as in AC-GAN; concatenation was seen here to let the 
 the code and collapse to one image per class); the discriminator uses a projection head (Miyato
 & Koyama, 2018) and, optionally, an auxiliary classifier head (AC-GAN, Odena et al., 2017)
 whose class logits train it to recognise each class on real images and push the generator to
-draw what makes a class (e.g. a lesion). The discriminator sees real data, so it is the part trained with DP-SGD: it
-uses GroupNorm, never BatchNorm, and passes Opacus' ``ModuleValidator``. The generator never
-sees real data and may keep BatchNorm.
+draw what makes a class (e.g. a lesion). The discriminator sees real data, so it is the part
+trained with DP-SGD: it uses GroupNorm, never BatchNorm, and passes Opacus'
+``ModuleValidator``. The generator never sees real data and may keep BatchNorm.
 """
 
 from __future__ import annotations

@@ -109,7 +109,8 @@ class FederatedEvaluator:
             metrics["sites"] = {
                 site: {k.replace("-", "_"): float(m[k]) for k in (*SITE_METRICS, "eval-examples")
                        if k in m}
-                for site, m in sorted(zip(site_ids, site_metrics, strict=True))}
+                for site, m in sorted(zip(site_ids, site_metrics, strict=True),
+                                      key=lambda pair: pair[0])}
         return metrics
 
     def server_side(self, weights: dict[str, torch.Tensor]) -> dict[str, float]:
