@@ -1,6 +1,7 @@
 """Quality benchmark: what privacy and federation cost, at a fixed wall-time budget.
 
     python benchmarks/quality.py [--minutes 15] [--out DIR] [--json OUT.json] [--settings ...]
+                                 [--seeds 0 1 2]
 
 Three runs of ``medgan simulate`` with its defaults on the default phantom data at 32x32, each
 given the same wall-time budget: ``federated_dp`` (3 non-IID sites: each its own scanner, and
@@ -53,12 +54,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def write_pooled_sites(path: Path, image_size: int = 32,
-                       samples_per_site: int = TOTAL_SAMPLES // FEDERATED_SITES) -> int:
-    """Write the federated setting's sites' phantoms (each with its scanner) as one
-    MedMNIST-style ``.npz`` (uint8 images, labels), so that the centralized run trains on the
-    same images; returns how many."""
+                       samples_per_site: int = TOTAL_SAMPLES // FEDERATED_SITES,
+                       seed: int = 0) -> int:
+    """Write the federated setting's sites' phantoms (each with its scanner; the split of run
+    seed ``seed``) as one MedMNIST-style ``.npz`` (uint8 images, labels), so that the
+    centralized run trains on the same images; returns how many."""
     sites = [load_site_dataset("phantom", i, FEDERATED_SITES, image_size, 1, alpha=ALPHA,
-                               samples_per_site=samples_per_site)
+                               seed=seed, samples_per_site=samples_per_site)
              for i in range(FEDERATED_SITES)]
     images = np.concatenate([s.images[:, 0] for s in sites])
     labels = np.concatenate([s.labels for s in sites])
@@ -116,6 +118,22 @@ def run_setting(name: str, rounds: int, out: Path, **extra: Any) -> dict[str, An
             **{k: summary["metrics"].get(k) for k in METRICS}}
 
 
+def combine_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One setting's runs over several seeds: each metric's mean, its standard deviation under
+    ``spread`` (when there are two or more), and the runs themselves under ``per_seed``."""
+    if len(rows) == 1:
+        return rows[0]
+    combined: dict[str, Any] = {"run": ", ".join(r["run"] for r in rows),
+                                "samples": ", ".join(r["samples"] for r in rows),
+                                "spread": {}, "per_seed": rows}
+    for key in ("rounds", "seconds", "epsilon_max", *METRICS):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        combined[key] = float(np.mean(values)) if values else None
+        if len(values) > 1:
+            combined["spread"][key] = float(np.std(values, ddof=1))
+    return combined
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "n/a"
 
@@ -139,6 +157,10 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
     print(f"cost of federation: FRD {_ratio(fed.get('frd'), central.get('frd'))} "
           f"(federated DP / centralized DP)")
     for name, row in results.items():
+        if row.get("spread"):
+            print(f"{name}: over {len(row['per_seed'])} seeds, standard deviation " + ", ".join(
+                f"{k} {row['spread'][k]:.3f}" for k in METRICS if k in row["spread"]))
+    for name, row in results.items():
         print(f"{name}: run folder {row['run']}, sample grid {row['samples']}")
 
 
@@ -150,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
                         help="run only these (default: all three)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="run every setting once per seed (data split and initialisation) "
+                             "and report the mean and standard deviation (default: 0)")
     args = parser.parse_args(argv)
     defaults = RunConfig()
     step_s = step_seconds(defaults)
@@ -157,18 +182,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"budget {args.minutes:g} min per run on {cores} cores; one training step "
           f"{step_s * 1000:.0f} ms (32x32, batch {defaults.batch_size}, one core)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    extra: dict[str, dict[str, Any]] = {}
-    if "centralized_dp" in args.settings:
-        pooled = args.out / POOLED_FILE
-        print(f"pooled the federated sites' {write_pooled_sites(pooled)} images into {pooled}")
-        extra["centralized_dp"] = {"data": str(pooled.resolve())}
-    results: dict[str, Any] = {}
-    for name in args.settings:
-        setting = SETTINGS[name]
-        rounds = rounds_for_budget(args.minutes * 60, setting["sites"], defaults.local_steps,
-                                   step_s, cores)
-        print(f"== {name}: {rounds} rounds x {defaults.local_steps} steps", flush=True)
-        results[name] = run_setting(name, rounds, args.out / name, **extra.get(name, {}))
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.settings}
+    for seed in args.seeds:
+        # one seed keeps the plain layout (out/<setting>); several get out/seed-<n>/<setting>
+        out = args.out if len(args.seeds) == 1 else args.out / f"seed-{seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        extra: dict[str, dict[str, Any]] = {name: {"seed": seed} for name in args.settings}
+        if "centralized_dp" in args.settings:
+            pooled = out / POOLED_FILE
+            count = write_pooled_sites(pooled, seed=seed)
+            print(f"pooled the federated sites' {count} images into {pooled}")
+            extra["centralized_dp"]["data"] = str(pooled.resolve())
+        for name in args.settings:
+            rounds = rounds_for_budget(args.minutes * 60, SETTINGS[name]["sites"],
+                                       defaults.local_steps, step_s, cores)
+            print(f"== {name}, seed {seed}: {rounds} rounds x {defaults.local_steps} steps",
+                  flush=True)
+            runs[name].append(run_setting(name, rounds, out / name, **extra[name]))
+    results = {name: combine_seeds(rows) for name, rows in runs.items()}
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

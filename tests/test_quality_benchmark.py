@@ -1,6 +1,7 @@
 """benchmarks/quality.py: its budget arithmetic, step timing and table (the runs themselves
 are `medgan simulate`, tested elsewhere)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -48,3 +49,54 @@ def test_the_centralized_run_gets_exactly_the_federated_sites_images(tmp_path):
     assert n == len(pooled) == sum(len(s) for s in sites) == 60
     assert np.array_equal(np.sort(pooled.labels), np.sort(np.concatenate([s.labels for s in sites])))
     assert np.abs(pooled.images[:len(sites[0])] - sites[0].images).max() <= 1 / 127.5 + 1e-6
+
+
+def test_several_seeds_give_the_mean_and_spread_of_each_metric(capsys):
+    rows = [{"rounds": 3, "seconds": 10.0 + i, "epsilon_max": 10.0, "run": f"r{i}",
+             "samples": f"s{i}.png", **{k: 0.5 for k in quality.METRICS}, "frd": frd}
+            for i, frd in enumerate((30.0, 50.0, 40.0))]
+    combined = quality.combine_seeds(rows)
+    assert combined["frd"] == 40.0 and combined["spread"]["frd"] == 10.0
+    assert combined["spread"]["coverage"] == 0.0 and combined["per_seed"] == rows
+    assert quality.combine_seeds(rows[:1]) is rows[0]  # one seed: the run itself
+    quality.print_table({name: combined for name in quality.SETTINGS})
+    out = capsys.readouterr().out
+    assert "over 3 seeds, standard deviation frd 10.000" in out
+
+
+def test_the_pooled_file_follows_the_seeds_split(tmp_path):
+    sizes = {}
+    for seed in (0, 1):
+        path = tmp_path / f"pooled{seed}.npz"
+        quality.write_pooled_sites(path, image_size=16, samples_per_site=20, seed=seed)
+        sites = [load_site_dataset("phantom", i, 3, 16, 1, alpha=quality.ALPHA, seed=seed,
+                                   samples_per_site=20) for i in range(3)]
+        pooled = load_site_dataset(str(path), 0, 1, 16, 1)
+        assert np.array_equal(np.sort(pooled.labels),
+                              np.sort(np.concatenate([s.labels for s in sites])))
+        sizes[seed] = [len(s) for s in sites]
+    assert sizes[0] != sizes[1]  # another seed, another Dirichlet split
+
+
+def test_main_runs_every_setting_once_per_seed_in_its_own_folder(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(name, rounds, out, **extra):
+        calls.append((name, out.relative_to(tmp_path).as_posix(), extra["seed"]))
+        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
+                "samples": "s.png", **{k: 0.1 * (1 + extra["seed"]) for k in quality.METRICS}}
+
+    monkeypatch.setattr(quality, "run_setting", fake_run)
+    monkeypatch.setattr(quality, "step_seconds", lambda config: 0.01)
+    monkeypatch.setattr(quality, "write_pooled_sites", lambda path, seed: 60)
+    out_json = tmp_path / "q.json"
+    assert quality.main(["--out", str(tmp_path), "--seeds", "0", "1", "--json", str(out_json),
+                         "--settings", "federated_dp", "centralized_dp"]) == 0
+    assert calls == [("federated_dp", "seed-0/federated_dp", 0),
+                     ("centralized_dp", "seed-0/centralized_dp", 0),
+                     ("federated_dp", "seed-1/federated_dp", 1),
+                     ("centralized_dp", "seed-1/centralized_dp", 1)]
+    written = json.loads(out_json.read_text())
+    assert set(written) == {"federated_dp", "centralized_dp"}
+    assert abs(written["federated_dp"]["frd"] - 0.15) < 1e-9
+    assert len(written["federated_dp"]["per_seed"]) == 2
