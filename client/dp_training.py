@@ -131,6 +131,7 @@ class LocalTrainer:
         torch.manual_seed(seed)
         self.generator, self.discriminator = generator.to(device).train(), discriminator
         discriminator.to(device).train()
+        discriminator.freeze_features(config.discriminator_frozen_blocks)
         self.config, self.device, self.noise_multiplier = config, device, noise_multiplier
         self.loss = make_loss(config.loss, config.wgan_clip)
         betas = (0.0, 0.9) if config.loss == "wasserstein" else (0.5, 0.999)
@@ -138,7 +139,7 @@ class LocalTrainer:
                                             config.learning_rate_generator, betas=betas)
         # a larger beta1 averages the DP noise over more steps
         d_betas = betas if config.loss == "wasserstein" else (config.discriminator_beta1, 0.999)
-        d_optimizer = torch.optim.Adam(discriminator.parameters(),
+        d_optimizer = torch.optim.Adam([p for p in discriminator.parameters() if p.requires_grad],
                                        config.learning_rate_discriminator, betas=d_betas)
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
         loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,

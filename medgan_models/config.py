@@ -51,6 +51,7 @@ class RunConfig:
     latent_dim: int = 64
     base_channels: int = 32
     discriminator_channels: int = 0  # discriminator's base width (0 = base-channels)
+    discriminator_frozen_blocks: int = 0  # first D conv blocks kept at their random init
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     generator_noise: bool = False  # per-pixel noise inputs with learned scales (StyleGAN)
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
@@ -149,6 +150,8 @@ class RunConfig:
             (self.noise_schedule_ratio >= 1, "noise-schedule-ratio must be >= 1 (1 = constant)"),
             (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
             (0 <= self.discriminator_beta1 < 1, "discriminator-beta1 must be in [0, 1)"),
+            (self.discriminator_frozen_blocks >= 0,
+             "discriminator-frozen-blocks must be >= 0 (0 = train every block)"),
             (self.discriminator_channels >= 0,
              "discriminator-channels must be >= 0 (0 = base-channels)"),
             (self.min_sites >= 1, "min-sites must be >= 1"),

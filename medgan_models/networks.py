@@ -130,6 +130,22 @@ class Discriminator(nn.Module):
             raise ValueError("an auxiliary classifier needs a class-conditional model")
         self.classifier = nn.Linear(feature_dim, num_classes) if auxiliary_classifier else None
 
+    def freeze_features(self, blocks: int) -> None:
+        """Keep the first ``blocks`` convolution blocks (and their GroupNorm) at their current
+        weights: DP-SGD then clips and noises only the rest, so its noise spreads over fewer
+        coordinates. Frozen weights are the same at every site (the shared initial model)."""
+        convolutions = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        if not 0 <= blocks <= len(convolutions):
+            raise ValueError(f"discriminator-frozen-blocks must be in [0, {len(convolutions)}] "
+                             f"at this image size, got {blocks}")
+        frozen, seen = True, 0
+        for module in self.features:
+            if isinstance(module, nn.Conv2d):
+                seen += 1
+                frozen = seen <= blocks
+            if frozen and seen > 0:
+                module.requires_grad_(False)
+
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
                 with_logits: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:

@@ -219,3 +219,18 @@ def test_auxiliary_classifier_loss_counts_only_real_images_and_teaches_the_gener
     assert unconditional.classifier is None  # no classes, no class head
     with pytest.raises(ValueError, match="auxiliary-classifier"):
         RunConfig.from_mapping({"auxiliary-classifier": -1.0})
+
+
+def test_frozen_discriminator_blocks_stay_at_their_weights_and_the_rest_learns():
+    cfg = config(discriminator_frozen_blocks=1, local_steps=3)  # 16 px: 2 conv blocks
+    generator, discriminator = build_models(cfg)
+    before = copy.deepcopy(discriminator.state_dict())
+    result = train_locally(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
+    assert result.steps == 3
+    after = discriminator.state_dict()
+    assert torch.equal(before["features.0.weight"], after["features.0.weight"])
+    assert torch.equal(before["features.0.bias"], after["features.0.bias"])
+    assert not torch.equal(before["features.2.weight"], after["features.2.weight"])
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+    with pytest.raises(ValueError, match="discriminator-frozen-blocks"):
+        build_models(cfg)[1].freeze_features(3)
