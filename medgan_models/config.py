@@ -122,6 +122,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""
+        d_blocks = (self.image_size // 4).bit_length() - 1  # x2 blocks from 4x4 to the size
         checks = [
             (self.image_size in SUPPORTED_IMAGE_SIZES,
              f"image-size {self.image_size} is not supported; use one of {SUPPORTED_IMAGE_SIZES}"),
@@ -150,8 +151,10 @@ class RunConfig:
             (self.noise_schedule_ratio >= 1, "noise-schedule-ratio must be >= 1 (1 = constant)"),
             (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
             (0 <= self.discriminator_beta1 < 1, "discriminator-beta1 must be in [0, 1)"),
-            (self.discriminator_frozen_blocks >= 0,
-             "discriminator-frozen-blocks must be >= 0 (0 = train every block)"),
+            (0 <= self.discriminator_frozen_blocks <= d_blocks,
+             f"discriminator-frozen-blocks must be in [0, {d_blocks}] (the discriminator's "
+             f"convolution blocks at {self.image_size} px), got "
+             f"{self.discriminator_frozen_blocks}"),
             (self.discriminator_channels >= 0,
              "discriminator-channels must be >= 0 (0 = base-channels)"),
             (self.min_sites >= 1, "min-sites must be >= 1"),

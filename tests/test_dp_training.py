@@ -234,3 +234,5 @@ def test_frozen_discriminator_blocks_stay_at_their_weights_and_the_rest_learns()
     assert not torch.equal(before["head.weight"], after["head.weight"])
     with pytest.raises(ValueError, match="discriminator-frozen-blocks"):
         build_models(cfg)[1].freeze_features(3)
+    with pytest.raises(ValueError, match=r"discriminator-frozen-blocks must be in \[0, 3\]"):
+        RunConfig.from_mapping({"discriminator-frozen-blocks": 4, "image-size": 32})
