@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -24,6 +25,11 @@ GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
 AGGREGATIONS = ("fedavg", "median", "trimmed-mean")
 UPSAMPLINGS = ("transpose", "nearest")  # the generator's x2 blocks
 SERVER_OPTIMIZERS = ("none", "fedavgm", "fedadam")  # applied to the aggregate (FedOpt)
+
+
+def resampling_blocks(image_size: int) -> int:
+    """Number of x2 resampling blocks between 4x4 and ``image_size`` (the networks' depth)."""
+    return int(math.log2(image_size // 4))
 
 
 class ConfigError(ValueError):
@@ -122,7 +128,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""
-        d_blocks = (self.image_size // 4).bit_length() - 1  # x2 blocks from 4x4 to the size
+        d_blocks = resampling_blocks(self.image_size)
         checks = [
             (self.image_size in SUPPORTED_IMAGE_SIZES,
              f"image-size {self.image_size} is not supported; use one of {SUPPORTED_IMAGE_SIZES}"),

@@ -14,12 +14,10 @@ trained with DP-SGD: it uses GroupNorm, never BatchNorm, and passes Opacus'
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from .config import SUPPORTED_IMAGE_SIZES, UPSAMPLINGS, RunConfig
+from .config import SUPPORTED_IMAGE_SIZES, UPSAMPLINGS, RunConfig, resampling_blocks
 
 
 def _num_blocks(image_size: int) -> int:
@@ -28,7 +26,7 @@ def _num_blocks(image_size: int) -> int:
         raise ValueError(
             f"image size {image_size} is not supported; use one of {SUPPORTED_IMAGE_SIZES}"
         )
-    return int(math.log2(image_size // 4))
+    return resampling_blocks(image_size)
 
 
 def _width(base_channels: int, level: int) -> int:
@@ -138,12 +136,10 @@ class Discriminator(nn.Module):
         if not 0 <= blocks <= len(convolutions):
             raise ValueError(f"discriminator-frozen-blocks must be in [0, {len(convolutions)}] "
                              f"at this image size, got {blocks}")
-        frozen, seen = True, 0
+        seen = 0  # convolutions met so far: a block is its convolution and what follows it
         for module in self.features:
-            if isinstance(module, nn.Conv2d):
-                seen += 1
-                frozen = seen <= blocks
-            if frozen and seen > 0:
+            seen += isinstance(module, nn.Conv2d)
+            if 0 < seen <= blocks:
                 module.requires_grad_(False)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
