@@ -93,7 +93,8 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
                 content[METRICS] = MetricRecord(numbers)
             else:
                 content[METRICS] = MetricRecord(evaluate_generator(
-                    msg.content[ARRAYS].to_torch_state_dict(), config, train_data, holdout, seed))
+                    msg.content[ARRAYS].to_torch_state_dict(), config, train_data, holdout, seed,
+                    site.site_code(config)))
         except Exception as error:
             return _error_reply(msg, site_id, error)
         content[SITE] = ConfigRecord({"site-id": site_id, "status": "evaluated", "message": ""})

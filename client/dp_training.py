@@ -127,7 +127,7 @@ class LocalTrainer:
 
     def __init__(self, generator: Generator, discriminator: Discriminator, data: SiteData,
                  config: RunConfig, noise_multiplier: float, device: torch.device,
-                 seed: int) -> None:
+                 seed: int, site_code: int | None = None) -> None:
         torch.manual_seed(seed)
         self.generator, self.discriminator = generator.to(device).train(), discriminator
         discriminator.to(device).train()
@@ -148,6 +148,13 @@ class LocalTrainer:
          self.engine) = make_private_discriminator(discriminator, d_optimizer, loader,
                                                    self.loss, config, noise_multiplier)
         self.fake_batch = max(1, round(len(data) * self.private_loader.sample_rate))
+        # A site-conditional generator draws this site's fakes with this site's code only.
+        self.fake_sites = None
+        if generator.site_embedding is not None:
+            if site_code is None or not 0 <= site_code < generator.num_sites:
+                raise ValueError(f"this generator is site-conditional ({generator.num_sites} "
+                                 f"sites): pass the site's code, got {site_code}")
+            self.fake_sites = torch.full((self.fake_batch,), site_code, device=device)
         self.num_classes = config.num_classes if config.conditional else 0
         self.augment_rng = torch.Generator(device=device).manual_seed(seed + 1)
         self.d_losses: list[float] = []
@@ -174,14 +181,15 @@ class LocalTrainer:
             real = augment_batch(real, self.augment_rng)
         self.d_losses.append(discriminator_step(
             self.generator, self.private_d, self.d_optimizer, self.criterion, real, labels,
-            self.fake_batch, self.num_classes, config, device))
+            self.fake_batch, self.num_classes, config, device, self.fake_sites))
         self.loss.after_discriminator_step(self.discriminator)
         self.steps_done += 1
         if self.steps_done % config.discriminator_steps == 0:
             for _ in range(config.generator_steps):
                 self.g_losses.append(_generator_step(
                     self.generator, self.private_d, self.g_optimizer, self.d_optimizer,
-                    self.loss, self.fake_batch, self.num_classes, config, device))
+                    self.loss, self.fake_batch, self.num_classes, config, device,
+                    self.fake_sites))
 
     def result(self, seconds: float) -> LocalTrainingResult:
         """What the round did; checks the accountant saw every step."""
@@ -200,10 +208,12 @@ class LocalTrainer:
 
 def train_locally(generator: Generator, discriminator: Discriminator, data: SiteData,
                   config: RunConfig, noise_multiplier: float, device: torch.device,
-                  seed: int) -> LocalTrainingResult:
-    """Run ``config.local_steps`` DP discriminator steps (and generator steps in between)."""
+                  seed: int, site_code: int | None = None) -> LocalTrainingResult:
+    """Run ``config.local_steps`` DP discriminator steps (and generator steps in between);
+    ``site_code``: the site's index into a site-conditional generator."""
     start = time.perf_counter()
-    trainer = LocalTrainer(generator, discriminator, data, config, noise_multiplier, device, seed)
+    trainer = LocalTrainer(generator, discriminator, data, config, noise_multiplier, device, seed,
+                           site_code)
     for _ in range(config.local_steps):
         trainer.step()
     result = trainer.result(time.perf_counter() - start)
@@ -213,11 +223,13 @@ def train_locally(generator: Generator, discriminator: Discriminator, data: Site
 
 
 def discriminator_step(generator, private_d, d_optimizer, criterion, real, labels, fake_batch,
-                       num_classes, config, device) -> float:
-    """One DP-SGD step on real (Poisson batch, maybe empty) + fixed-size fake images."""
+                       num_classes, config, device, fake_sites=None) -> float:
+    """One DP-SGD step on real (Poisson batch, maybe empty) + fixed-size fake images
+    (``fake_sites``: the site's own code, for a site-conditional generator)."""
     with torch.no_grad():
         fake_labels = _random_labels(num_classes, fake_batch, device)
-        fake = generator(torch.randn(fake_batch, config.latent_dim, device=device), fake_labels)
+        fake = generator(torch.randn(fake_batch, config.latent_dim, device=device), fake_labels,
+                         fake_sites)
     images = torch.cat([real, fake])
     both_labels = torch.cat([labels, fake_labels]) if num_classes > 1 else None
     d_optimizer.zero_grad(set_to_none=True)
@@ -231,7 +243,7 @@ def discriminator_step(generator, private_d, d_optimizer, criterion, real, label
 
 
 def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_batch,
-                    num_classes, config, device) -> float:
+                    num_classes, config, device, fake_sites=None) -> float:
     """One generator step through the discriminator, with Opacus' hooks off (no real data).
 
     The discriminator's parameters are frozen for it: the backward pass then computes only
@@ -243,7 +255,7 @@ def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_b
         half = fake_labels[: (fake_batch + 1) // 2]
         fake_labels = torch.cat([half, half])[:fake_batch]
     codes = torch.randn(fake_batch, config.latent_dim, device=device)
-    fake = generator(codes, fake_labels)
+    fake = generator(codes, fake_labels, fake_sites)
     private_d.disable_hooks()
     d_params = [p for p in private_d.parameters() if p.requires_grad]
     try:

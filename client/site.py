@@ -31,6 +31,10 @@ class SiteSettings:
     state_dir: Path
     data_options: tuple[tuple[str, str], ...] = ()  # DICOM option node-config keys, sorted
 
+    def site_code(self, config: RunConfig) -> int | None:
+        """This site's index into a site-conditional generator (its partition-id), else None."""
+        return self.partition_id if config.site_conditional else None
+
     @property
     def ledger_dir(self) -> Path:
         """Folder of this site's privacy ledger on its own disk."""
@@ -54,6 +58,9 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any],
     num_partitions = int(node_config.get("num-partitions", 1))
     if not 0 <= partition_id < num_partitions:
         raise ConfigError(f"partition-id {partition_id} is not in [0, {num_partitions})")
+    if config.site_conditional and partition_id >= config.num_sites:
+        raise ConfigError(f"partition-id {partition_id} has no site code: the run's num-sites is "
+                          f"{config.num_sites} (site codes 0..{config.num_sites - 1})")
     site_id = str(node_config.get("site-name", f"site-{partition_id}"))
     state_dir = Path(config.state_dir or Path(config.out_dir) / "site-state")
     options = tuple(sorted((k, str(v)) for k, v in node_config.items() if k in DICOM_OPTION_KEYS))

@@ -68,15 +68,18 @@ def real_statistics_record(data: SiteData, config: RunConfig, seed: int
 
 
 def evaluate_generator(weights: dict[str, torch.Tensor], config: RunConfig, train: SiteData,
-                       holdout: SiteData, seed: int) -> dict[str, float]:
-    """PRDC against the held-out images and TSTR/TRTR accuracies (empty if no holdout)."""
+                       holdout: SiteData, seed: int, site_code: int | None = None
+                       ) -> dict[str, float]:
+    """PRDC against the held-out images and TSTR/TRTR accuracies (empty if no holdout).
+    A site-conditional generator is asked for this site's images (``site_code``)."""
     if len(holdout) <= PRDC_K:
         return {}
     generator = generator_from_state(weights, config)
     rng = np.random.default_rng(seed)
     labels = rng.choice(holdout.labels, size=config.eval_samples)  # the site's class mix
+    sites = (torch.full((config.eval_samples,), site_code) if site_code is not None else None)
     fake = sample_images(generator, torch.from_numpy(labels) if config.conditional else None,
-                         config.eval_samples, seed=seed).numpy()
+                         config.eval_samples, seed=seed, sites=sites).numpy()
     scores = prdc(random_features(holdout.images), random_features(fake), k=PRDC_K)
     metrics = {k: float(v) for k, v in scores.items()}
     metrics["eval-examples"] = len(holdout)

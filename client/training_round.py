@@ -22,7 +22,7 @@ from client.privacy_ledger import LEDGER_FILE, LedgerEntry, PrivacyLedger, most_
 from client.site import SiteSettings
 from medgan_models.config import RunConfig
 from medgan_models.networks import build_models
-from medgan_models.protocol import BUDGET_EXHAUSTED, TRAINED
+from medgan_models.protocol import BUDGET_EXHAUSTED, SITE_CODE, TRAINED
 from medgan_models.weights import load_pair_state, pair_state
 
 
@@ -62,6 +62,7 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
         "max-grad-norm": config.max_grad_norm,
         "noise-multiplier": noise_multiplier,
         "sample-rate": planned.sample_rate,
+        **({SITE_CODE: site.partition_id} if config.site_conditional else {}),
     }
     if next_epsilon > config.max_epsilon * (1 + 1e-9):
         spent = ledger.epsilon(config.delta, config.accountant)  # only needed to report
@@ -75,7 +76,8 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
     train_start = time.time()
     result = train_locally(generator, discriminator, data, config, noise_multiplier,
                            resolve_device(config.device),
-                           seed=round_seed(config.seed, server_round, site.site_id))
+                           seed=round_seed(config.seed, server_round, site.site_id),
+                           site_code=site.site_code(config))
     trained = LedgerEntry(server_round, result.noise_multiplier, result.sample_rate,
                           result.steps)
     ledger.add(trained)

@@ -60,6 +60,7 @@ class RunConfig:
     discriminator_frozen_blocks: int = 0  # first D conv blocks kept at their random init
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     generator_noise: bool = False  # per-pixel noise inputs with learned scales (StyleGAN)
+    num_sites: int = 0  # > 1: site-conditional generator, one code per partition-id; 0 = off
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
     target_epsilon: float = 10.0
     max_epsilon: float = 10.0
@@ -134,6 +135,8 @@ class RunConfig:
              f"image-size {self.image_size} is not supported; use one of {SUPPORTED_IMAGE_SIZES}"),
             (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
             (self.num_classes >= 0, "num-classes must be >= 0 (0 = unconditional)"),
+            (self.num_sites >= 0, "num-sites must be >= 0 (0 = one generator code for all "
+                                  "sites)"),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got '{self.loss}'"),
             (self.grad_sample_mode in GRAD_SAMPLE_MODES,
              f"grad-sample-mode must be one of {GRAD_SAMPLE_MODES}, got '{self.grad_sample_mode}'"),
@@ -192,6 +195,11 @@ class RunConfig:
     def conditional(self) -> bool:
         """Whether the models take a class label."""
         return self.num_classes > 1
+
+    @property
+    def site_conditional(self) -> bool:
+        """Whether the generator takes a site index (its partition-id)."""
+        return self.num_sites > 1
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:

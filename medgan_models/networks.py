@@ -58,18 +58,29 @@ class NoiseInjection(nn.Module):
 
 
 class Generator(nn.Module):
-    """Latent code (+ label) -> image in [-1, 1] of shape (channels, size, size)."""
+    """Latent code (+ label, + site) -> image in [-1, 1] of shape (channels, size, size).
+
+    With ``num_sites`` > 1 it is also site-conditional: a learned code per site (its scanner's
+    look) multiplies the latent code like the label embedding. The buffer ``site_examples``
+    holds each site's training-set size (set by the sites, zero until a site trained); a call
+    without ``sites`` draws them in proportion to it, so the model samples the federation's mix.
+    """
 
     def __init__(self, image_size: int = 32, channels: int = 1, latent_dim: int = 64,
                  num_classes: int = 0, base_channels: int = 32,
-                 upsampling: str = "transpose", noise_injection: bool = False) -> None:
+                 upsampling: str = "transpose", noise_injection: bool = False,
+                 num_sites: int = 0) -> None:
         super().__init__()
         if upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got '{upsampling}'")
         blocks = _num_blocks(image_size)
         self.latent_dim = latent_dim
         self.num_classes = num_classes
+        self.num_sites = num_sites
         self.label_embedding = nn.Embedding(num_classes, latent_dim) if num_classes > 1 else None
+        self.site_embedding = nn.Embedding(num_sites, latent_dim) if num_sites > 1 else None
+        if self.site_embedding is not None:
+            self.register_buffer("site_examples", torch.zeros(num_sites))
         top = _width(base_channels, blocks - 1)
         self.project = nn.Sequential(
             nn.Linear(latent_dim, top * 16, bias=False),
@@ -91,13 +102,28 @@ class Generator(nn.Module):
                    nn.Tanh()]
         self.body = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Generate images from latent codes ``z`` (N, latent_dim) and optional labels (N,)."""
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                sites: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate images from latent codes ``z`` (N, latent_dim), labels (N,) for a
+        class-conditional model and, for a site-conditional one, site indices (N,) (drawn
+        from the federation's mix when None)."""
         if self.label_embedding is not None:
             if labels is None:
                 raise ValueError("this generator is class-conditional: pass labels")
             z = z * self.label_embedding(labels)
+        if self.site_embedding is not None:
+            if sites is None:
+                sites = self.draw_sites(z.shape[0])
+            z = z * self.site_embedding(sites.to(z.device))
         return self.body(self.project(z))
+
+    def draw_sites(self, n: int) -> torch.Tensor:
+        """``n`` site indices drawn (global RNG) in proportion to the sites' training-set
+        sizes; uniformly before any site reported one."""
+        weights = self.site_examples.float().clamp(min=0)
+        if not torch.isfinite(weights).all() or weights.sum() <= 0:
+            weights = torch.ones_like(weights)
+        return torch.multinomial(weights.cpu(), n, replacement=True)
 
 
 class Discriminator(nn.Module):
@@ -163,7 +189,7 @@ def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
     num_classes = config.num_classes if config.conditional else 0
     generator = Generator(config.image_size, config.channels, config.latent_dim,
                           num_classes, config.base_channels, config.generator_upsampling,
-                          config.generator_noise)
+                          config.generator_noise, config.num_sites)
     discriminator = Discriminator(config.image_size, config.channels, num_classes,
                                   config.discriminator_channels or config.base_channels,
                                   auxiliary_classifier=config.conditional

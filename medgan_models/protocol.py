@@ -4,6 +4,7 @@ ARRAYS = "arrays"  # ArrayRecord: generator + discriminator weights
 METRICS = "metrics"  # MetricRecord: num-examples, epsilon, delta, losses, DP-SGD parameters
 SITE = "site"  # ConfigRecord: site-id, status, message
 CONFIG = "config"  # ConfigRecord sent by the server: server-round
+SITE_CODE = "site-code"  # metric: a site's index into a site-conditional generator
 
 TRAINED = "trained"
 BUDGET_EXHAUSTED = "budget-exhausted"

@@ -23,8 +23,10 @@ def generator_from_state(state: dict[str, torch.Tensor], config: RunConfig) -> G
 
 @torch.no_grad()
 def sample_images(generator: Generator, labels: torch.Tensor | None, n: int, seed: int,
-                  device: torch.device | str = "cpu", batch_size: int = 256) -> torch.Tensor:
-    """``n`` images in [-1, 1] (N, C, S, S) on CPU; ``labels`` (N,) for conditional models."""
+                  device: torch.device | str = "cpu", batch_size: int = 256,
+                  sites: torch.Tensor | None = None) -> torch.Tensor:
+    """``n`` images in [-1, 1] (N, C, S, S) on CPU; ``labels`` (N,) for conditional models;
+    ``sites`` (N,) for a site-conditional one (None: drawn in the federation's proportions)."""
     generator = generator.to(device).eval()
     noise = torch.Generator().manual_seed(seed)
     out = []
@@ -36,7 +38,8 @@ def sample_images(generator: Generator, labels: torch.Tensor | None, n: int, see
             stop = min(n, start + batch_size)
             z = torch.randn(stop - start, generator.latent_dim, generator=noise).to(device)
             y = labels[start:stop].to(device) if labels is not None else None
-            out.append(generator(z, y).cpu())
+            s = sites[start:stop].to(device) if sites is not None else None
+            out.append(generator(z, y, s).cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 

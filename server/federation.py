@@ -29,10 +29,12 @@ from server.metrics_plot import METRICS_PLOT, plot_metrics
 from server.run_records import RunRecorder, round_record
 from server.server_optimizer import (ServerOptimizer, ema_decay, ema_update,
                                      make_server_optimizer)
+from server.site_codes import take_site_rows
 from server.strategy import DPGanFedAvg, RoundReport
 
 log = logging.getLogger("medgan.server")
 SAMPLES_PER_CLASS = 32
+GRID_COLUMNS = 8
 
 
 @dataclass
@@ -111,13 +113,16 @@ def wait_for_sites(grid: Grid, strategy: DPGanFedAvg, min_sites: int, timeout: f
 
 
 def write_sample_grid(weights: dict[str, torch.Tensor], config: RunConfig, path: Path) -> Path:
-    """Samples of the aggregated generator from FIXED noise, one block per class."""
+    """Samples of the aggregated generator from FIXED noise, one block per class; with a
+    site-conditional generator each row is one site's code (rows cycle through the sites)."""
     generator = generator_from_state(weights, config)
     per_class = SAMPLES_PER_CLASS if config.conditional else 64
     labels = class_labels(config.num_classes, per_class)
     count = len(labels) if labels is not None else per_class
-    images = sample_images(generator, labels, count, seed=config.seed)
-    return save_image_grid(images, path, columns=8, group_size=per_class)
+    sites = (torch.arange(count) % per_class // GRID_COLUMNS % config.num_sites
+             if config.site_conditional else None)
+    images = sample_images(generator, labels, count, seed=config.seed, sites=sites)
+    return save_image_grid(images, path, columns=GRID_COLUMNS, group_size=per_class)
 
 
 def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
@@ -156,6 +161,8 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
                                          strategy.excluded_sites, 0.0, ""))
             break
         arrays = server_update(optimizer, arrays, aggregated)
+        if config.site_conditional:
+            arrays = take_site_rows(arrays, report.trained, config.num_sites)
         state.weights = weights = arrays.to_torch_state_dict()
         if config.generator_ema > 0:
             generator = {k: v.numpy() for k, v in weights.items()

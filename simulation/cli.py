@@ -77,6 +77,9 @@ def _generate_parser(sub: argparse._SubParsersAction) -> None:
                    help="png (default), npz (default when --out ends in .npz), or dicom "
                         "(Secondary Capture files marked synthetic)")
     p.add_argument("--label", type=int, help="class to generate (conditional models)")
+    p.add_argument("--site", type=int,
+                   help="site whose look to generate (site-conditional models, num-sites > 1; "
+                        "default: sites in proportion to their training-set sizes)")
     p.add_argument("--checkpoint", type=Path, help="a specific checkpoint (default: the last)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -181,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from simulation.generate import generate
 
             out = generate(args.run, args.n, args.out, args.label, args.seed, args.checkpoint,
-                           args.device, args.format)
+                           args.device, args.format, args.site)
             print(f"wrote {args.n} synthetic images to {out}")
         elif args.command == "evaluate":
             from simulation.evaluate import evaluate_run

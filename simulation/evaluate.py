@@ -36,7 +36,7 @@ def evaluate_run(run: Path, checkpoint: Path | None = None) -> dict[str, Any]:
         class_counts.append(np.bincount(train.labels, minlength=max(config.num_classes, 1)))
         names.append(site.site_id)
         site_metrics.append(evaluate_generator(ckpt.release_weights, site_cfg, train, holdout,
-                                               seed))
+                                               seed, site.site_code(site_cfg)))
     evaluator = FederatedEvaluator(config)
     evaluator.pool_real(per_site_stats, class_counts)
     metrics = evaluator.metrics(ckpt.release_weights, site_metrics, names)

@@ -1,0 +1,155 @@
+"""Site-conditional generator: one learned code per site, owned and trained by that site."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Array, ArrayRecord
+
+from client.data import SiteData
+from client.dp_training import train_locally
+from client.site import site_config
+from medgan_models.config import ConfigError, RunConfig
+from medgan_models.networks import build_models
+from medgan_models.protocol import SITE_CODE
+from medgan_models.sampling import sample_images
+from medgan_models.weights import pair_state
+from server.checkpoint import load_checkpoint
+from server.reply_validation import SiteReply
+from server.site_codes import EMBEDDING_KEY, EXAMPLES_KEY, SiteCodeConflict, take_site_rows
+from simulation.cli import main
+from simulation.evaluate import evaluate_run
+from simulation.generate import generate
+
+CONFIG = RunConfig(image_size=16, num_sites=3, batch_size=8, local_steps=2, latent_dim=16,
+                   base_channels=8, grad_sample_mode="hooks")
+
+
+def site_data(n: int = 32, seed: int = 0) -> SiteData:
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(-1, 1, (n, 1, 16, 16)).astype(np.float32)
+    return SiteData(images, rng.integers(0, 2, n).astype(np.int64), 2, ["a", "b"], "test")
+
+
+def test_each_site_code_draws_its_own_images_and_the_mix_follows_site_sizes():
+    generator, _ = build_models(CONFIG)
+    generator.eval()
+    z, labels = torch.randn(4, 16), torch.zeros(4, dtype=torch.long)
+    by_site = [generator(z, labels, torch.full((4,), s)) for s in range(3)]
+    assert not torch.allclose(by_site[0], by_site[1])
+    generator.site_examples.copy_(torch.tensor([0.0, 50.0, 0.0]))  # only site 1 trained
+    assert generator.draw_sites(200).eq(1).all()
+    torch.testing.assert_close(generator(z, labels), by_site[1])  # no sites given: the mix
+    generator.site_examples.copy_(torch.tensor([100.0, 300.0, 0.0]))
+    drawn = torch.bincount(generator.draw_sites(4000), minlength=3).float() / 4000
+    assert drawn[2] == 0 and abs(drawn[1] - 0.75) < 0.03
+    # the same seed gives the same images, sites included
+    a = sample_images(generator, torch.zeros(20, dtype=torch.long), 20, seed=3)
+    torch.testing.assert_close(a, sample_images(generator, torch.zeros(20, dtype=torch.long),
+                                                20, seed=3))
+    assert "site_examples" in generator.state_dict()
+
+
+def test_unconditional_run_has_no_site_code():
+    generator, _ = build_models(CONFIG.replace(num_sites=0))
+    assert generator.site_embedding is None and "site_examples" not in generator.state_dict()
+
+
+def test_a_site_trains_only_its_own_code():
+    generator, discriminator = build_models(CONFIG)
+    before = generator.site_embedding.weight.detach().clone()
+    train_locally(generator, discriminator, site_data(), CONFIG, 1.0, torch.device("cpu"),
+                  seed=0, site_code=1)
+    after = generator.site_embedding.weight.detach()
+    assert not torch.allclose(after[1], before[1])
+    torch.testing.assert_close(after[[0, 2]], before[[0, 2]])
+    with pytest.raises(ValueError, match="site-conditional .3 sites.: pass the site's code"):
+        train_locally(*build_models(CONFIG), site_data(), CONFIG, 1.0, torch.device("cpu"),
+                      seed=0)
+
+
+def test_partition_beyond_num_sites_is_a_config_error():
+    with pytest.raises(ConfigError, match="partition-id 3 has no site code: the run's "
+                                          "num-sites is 3"):
+        site_config(CONFIG.to_mapping(), {"partition-id": 3, "num-partitions": 4})
+    _, site = site_config(CONFIG.to_mapping(), {"partition-id": 2, "num-partitions": 3})
+    assert site.site_code(CONFIG) == 2 and site.site_code(CONFIG.replace(num_sites=0)) is None
+    with pytest.raises(ConfigError, match="num-sites must be >= 0"):
+        CONFIG.replace(num_sites=-1)
+
+
+def _reply(site: int, code: int | None, examples: int, state: dict) -> SiteReply:
+    metrics = {"num-examples": examples, "epsilon": 1.0}
+    if code is not None:
+        metrics[SITE_CODE] = code
+    return SiteReply(site, f"site-{site}", "trained", "", metrics,
+                     {k: v.numpy() for k, v in state.items()})
+
+
+def test_server_takes_each_code_from_its_owner_and_records_site_sizes():
+    generator, discriminator = build_models(CONFIG)
+    reference = pair_state(generator, discriminator)
+    sent = []
+    for code in (0, 2):  # site 1 did not train this round
+        moved = {k: v.clone() for k, v in reference.items()}
+        moved[EMBEDDING_KEY][code] += 1.0 + code
+        sent.append(moved)
+    # what FedAvg made of it: each owned row moved by only its site's share
+    aggregate = ArrayRecord({k: Array(((sent[0][k] + sent[1][k]) / 2).numpy())
+                             for k in reference})
+    replies = [_reply(7, 0, 100, sent[0]), _reply(9, 2, 300, sent[1])]
+    merged = take_site_rows(aggregate, replies, 3)
+    embedding = merged[EMBEDDING_KEY].numpy()
+    np.testing.assert_allclose(embedding[0], reference[EMBEDDING_KEY][0].numpy() + 1.0)
+    np.testing.assert_allclose(embedding[2], reference[EMBEDDING_KEY][2].numpy() + 3.0)
+    np.testing.assert_allclose(embedding[1], reference[EMBEDDING_KEY][1].numpy())
+    np.testing.assert_array_equal(merged[EXAMPLES_KEY].numpy(), [100, 0, 300])
+    assert list(merged.keys()) == list(aggregate.keys())
+
+
+@pytest.mark.parametrize("codes,match", [
+    ((0, 0), "site-1 and site-2 both have site code 0: give each site its own partition-id"),
+    ((0, None), "site-2 sent no site code"),
+    ((0, 3), r"site-2: site code 3 is not in \[0, 3\)"),
+])
+def test_conflicting_or_missing_site_codes_name_the_sites(codes, match):
+    generator, discriminator = build_models(CONFIG)
+    state = pair_state(generator, discriminator)
+    aggregate = ArrayRecord({k: Array(v.numpy()) for k, v in state.items()})
+    replies = [_reply(i + 1, code, 10, state) for i, code in enumerate(codes)]
+    with pytest.raises(SiteCodeConflict, match=match):
+        take_site_rows(aggregate, replies, 3)
+
+
+@pytest.fixture(scope="module")
+def site_conditional_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site-codes") / "run"
+    config = out.parent / "run.toml"
+    config.write_text("num-sites = 2\neval-samples = 40\ntstr-steps = 10\n"
+                      "holdout-fraction = 0.2\n")
+    assert main(["simulate", "--sites", "2", "--image-size", "16", "--local-steps", "3",
+                 "--batch-size", "16", "--samples-per-site", "64", "--seed", "1",
+                 "--device", "cpu", "--rounds", "1", "--out", str(out),
+                 "--config", str(config)]) == 0
+    return out
+
+
+def test_a_site_conditional_run_records_site_sizes_and_generates_each_sites_look(
+        site_conditional_run, tmp_path):
+    run = site_conditional_run
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    sizes = [record["clients"][f"site-{i}"]["num_examples"] for i in range(2)]
+    weights = load_checkpoint(run / "checkpoints" / "round_001.pt").weights
+    np.testing.assert_array_equal(weights[EXAMPLES_KEY].numpy(), sizes)
+    assert set(record["metrics"]["sites"]) == {"site-0", "site-1"}
+    # `medgan evaluate` asks each site's own code, as the run's evaluation did
+    assert evaluate_run(run)["metrics"]["sites"] == record["metrics"]["sites"]
+    assert main(["generate", "--run", str(run), "--n", "4", "--site", "1",
+                 "--out", str(tmp_path / "png")]) == 0
+    assert all(f.name.endswith("_site1.png") for f in (tmp_path / "png").glob("*.png"))
+    assert main(["generate", "--run", str(run), "--n", "200", "--out",
+                 str(tmp_path / "mix.npz")]) == 0
+    assert set(np.load(tmp_path / "mix.npz")["sites"]) == {0, 1}
+    with pytest.raises(ValueError, match=r"--site 2 is not in \[0, 2\)"):
+        generate(run, 1, tmp_path / "x", site=2)
