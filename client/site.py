@@ -17,7 +17,7 @@ from medgan_models.config import ConfigError, RunConfig
 SITE_OVERRIDABLE = ("data", "state-dir", "max-epsilon", "device", "samples-per-site")
 # Node-config keys for a site's DICOM data (window, labels, filters): see client.data.dicom_options.
 # ``data-dir`` is an alias of ``data``.
-NODE_KEYS = ("partition-id", "num-partitions", "site-name", "data-dir", *SITE_OVERRIDABLE,
+NODE_KEYS = ("partition-id", "num-partitions", "site-name", "site-code", "data-dir", *SITE_OVERRIDABLE,
              *DICOM_OPTION_KEYS)
 
 
@@ -30,10 +30,11 @@ class SiteSettings:
     num_partitions: int
     state_dir: Path
     data_options: tuple[tuple[str, str], ...] = ()  # DICOM option node-config keys, sorted
+    code: int = 0  # node-config site-code (default: partition-id)
 
     def site_code(self, config: RunConfig) -> int | None:
-        """This site's index into a site-conditional generator (its partition-id), else None."""
-        return self.partition_id if config.site_conditional else None
+        """This site's index into a site-conditional generator, else None."""
+        return self.code if config.site_conditional else None
 
     @property
     def ledger_dir(self) -> Path:
@@ -58,13 +59,14 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any],
     num_partitions = int(node_config.get("num-partitions", 1))
     if not 0 <= partition_id < num_partitions:
         raise ConfigError(f"partition-id {partition_id} is not in [0, {num_partitions})")
-    if config.site_conditional and partition_id >= config.num_sites:
-        raise ConfigError(f"partition-id {partition_id} has no site code: the run's num-sites is "
-                          f"{config.num_sites} (site codes 0..{config.num_sites - 1})")
+    code = int(node_config.get("site-code", partition_id))
+    if config.site_conditional and not 0 <= code < config.num_sites:
+        raise ConfigError(f"site code {code} (node-config site-code, else partition-id) is not "
+                          f"in [0, {config.num_sites}): the run's num-sites is {config.num_sites}")
     site_id = str(node_config.get("site-name", f"site-{partition_id}"))
     state_dir = Path(config.state_dir or Path(config.out_dir) / "site-state")
     options = tuple(sorted((k, str(v)) for k, v in node_config.items() if k in DICOM_OPTION_KEYS))
-    return config, SiteSettings(site_id, partition_id, num_partitions, state_dir, options)
+    return config, SiteSettings(site_id, partition_id, num_partitions, state_dir, options, code)
 
 
 def load_data(config: RunConfig, site: SiteSettings) -> SiteData:

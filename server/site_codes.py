@@ -1,11 +1,11 @@
 """Site codes of a site-conditional generator: each row belongs to one site.
 
-A site trains only its own code (its partition-id's row of ``generator.site_embedding``), so
-averaging would shrink every code's update by the site's share of the examples, and a median
-or trimmed mean would never move it at all. The server therefore takes each row from the
-site that owns it, as that site sent it (after aggregation and any server optimiser step),
-and records the site's training-set size in ``generator.site_examples``: the released
-generator draws sites in that proportion.
+A site trains only its own code (the row of ``generator.site_embedding`` at its node-config
+``site-code``, by default its partition-id), so averaging would shrink every code's update by
+the site's share of the examples, and a median or trimmed mean would never move it at all.
+The server therefore takes each row from the site that owns it, as that site sent it (after
+aggregation and any server optimiser step), and records the site's training-set size in
+``generator.site_examples``: the released generator draws sites in that proportion.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class SiteCodeConflict(RuntimeError):
 
 def owners(replies: list[SiteReply], num_sites: int) -> dict[int, SiteReply]:
     """Each site code's reply this round; a missing, duplicate or out-of-range code is an error
-    naming the sites (two SuperNodes with the same partition-id, say)."""
+    naming the sites (two SuperNodes with the same site-code, say)."""
     owned: dict[int, SiteReply] = {}
     for reply in replies:
         if SITE_CODE not in reply.metrics:
@@ -36,10 +36,10 @@ def owners(replies: list[SiteReply], num_sites: int) -> dict[int, SiteReply]:
         code = int(reply.metrics[SITE_CODE])
         if not 0 <= code < num_sites:
             raise SiteCodeConflict(f"{reply.site_id}: site code {code} is not in "
-                                   f"[0, {num_sites}); set its partition-id below num-sites")
+                                   f"[0, {num_sites}); set its site-code below num-sites")
         if code in owned:
             raise SiteCodeConflict(f"{owned[code].site_id} and {reply.site_id} both have site "
-                                   f"code {code}: give each site its own partition-id")
+                                   f"code {code}: give each site its own site-code")
         owned[code] = reply
     return owned
 

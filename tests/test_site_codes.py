@@ -69,12 +69,15 @@ def test_a_site_trains_only_its_own_code():
                       seed=0)
 
 
-def test_partition_beyond_num_sites_is_a_config_error():
-    with pytest.raises(ConfigError, match="partition-id 3 has no site code: the run's "
-                                          "num-sites is 3"):
+def test_a_site_code_beyond_num_sites_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"site code 3 \(node-config site-code, else "
+                                          r"partition-id\) is not in \[0, 3\)"):
         site_config(CONFIG.to_mapping(), {"partition-id": 3, "num-partitions": 4})
     _, site = site_config(CONFIG.to_mapping(), {"partition-id": 2, "num-partitions": 3})
     assert site.site_code(CONFIG) == 2 and site.site_code(CONFIG.replace(num_sites=0)) is None
+    # a hospital with its own data folder takes no partition, only a code
+    _, site = site_config(CONFIG.to_mapping(), {"site-code": 1, "data-dir": "/data/own"})
+    assert site.site_code(CONFIG) == 1 and site.num_partitions == 1
     with pytest.raises(ConfigError, match="num-sites must be >= 0"):
         CONFIG.replace(num_sites=-1)
 
@@ -109,7 +112,7 @@ def test_server_takes_each_code_from_its_owner_and_records_site_sizes():
 
 
 @pytest.mark.parametrize("codes,match", [
-    ((0, 0), "site-1 and site-2 both have site code 0: give each site its own partition-id"),
+    ((0, 0), "site-1 and site-2 both have site code 0: give each site its own site-code"),
     ((0, None), "site-2 sent no site code"),
     ((0, 3), r"site-2: site code 3 is not in \[0, 3\)"),
 ])
