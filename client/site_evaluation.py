@@ -88,12 +88,13 @@ def evaluate_generator(weights: dict[str, torch.Tensor], config: RunConfig, trai
                                      seed=seed)
         metrics["tstr-accuracy"] = accuracy(synthetic, holdout.images, holdout.labels)
         metrics["trtr-accuracy"] = _trtr(train, holdout, config.num_classes, config.tstr_steps,
-                                         seed)
+                                         config.seed)
     return metrics
 
 
 def _trtr(train: SiteData, holdout: SiteData, num_classes: int, steps: int, seed: int) -> float:
-    """Train-real-test-real accuracy: the same every round, so computed once per process."""
+    """Train-real-test-real accuracy: the reference, so seeded by the run's seed, not the
+    round's (the same every round: computed once per process)."""
     key = (id(train), id(holdout), num_classes, steps, seed)
     if key not in _TRTR_CACHE:
         model = train_classifier(train.images, train.labels, num_classes, steps, seed=seed)

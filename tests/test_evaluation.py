@@ -6,7 +6,7 @@ import torch
 
 from client.data import SiteData
 from client.holdout import split_holdout
-from client.site_evaluation import evaluate_generator, real_statistics
+from client.site_evaluation import _TRTR_CACHE, evaluate_generator, real_statistics
 from medgan_models.config import RunConfig
 from medgan_models.metrics import feature_stats, pool_stats
 from medgan_models.networks import build_models
@@ -61,6 +61,10 @@ def test_site_evaluation_gives_all_site_metrics():
                             "tstr-accuracy", "trtr-accuracy"}
     assert all(0 <= metrics[k] <= 1 for k in ("precision", "recall", "coverage"))
     assert evaluate_generator(weights, config, train, split_holdout(site(), 0.0, 0)[1], 1) == {}
+    # the real-data reference is the same in every round (another round seed), not redrawn
+    _TRTR_CACHE.clear()
+    again = evaluate_generator(weights, config, train, holdout, seed=2)
+    assert again["trtr-accuracy"] == metrics["trtr-accuracy"]
 
 
 def test_site_metrics_are_weighted_by_holdout_size():
