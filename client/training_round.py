@@ -62,7 +62,7 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
         "max-grad-norm": config.max_grad_norm,
         "noise-multiplier": noise_multiplier,
         "sample-rate": planned.sample_rate,
-        **({SITE_CODE: site.partition_id} if config.site_conditional else {}),
+        **({SITE_CODE: site.site_code(config)} if config.site_conditional else {}),
     }
     if next_epsilon > config.max_epsilon * (1 + 1e-9):
         spent = ledger.epsilon(config.delta, config.accountant)  # only needed to report

@@ -60,7 +60,7 @@ class RunConfig:
     discriminator_frozen_blocks: int = 0  # first D conv blocks kept at their random init
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     generator_noise: bool = False  # per-pixel noise inputs with learned scales (StyleGAN)
-    num_sites: int = 0  # > 1: site-conditional generator, one code per partition-id; 0 = off
+    num_sites: int = 0  # > 1: site-conditional generator, one code per site-code; 0 = off
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
     target_epsilon: float = 10.0
     max_epsilon: float = 10.0
@@ -198,7 +198,7 @@ class RunConfig:
 
     @property
     def site_conditional(self) -> bool:
-        """Whether the generator takes a site index (its partition-id)."""
+        """Whether the generator takes a site index (node-config site-code)."""
         return self.num_sites > 1
 
 

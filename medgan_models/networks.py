@@ -62,7 +62,7 @@ class Generator(nn.Module):
 
     With ``num_sites`` > 1 it is also site-conditional: a learned code per site (its scanner's
     look) multiplies the latent code like the label embedding. The buffer ``site_examples``
-    holds each site's training-set size (set by the sites, zero until a site trained); a call
+    holds each site's training-set size (set by the server, zero until a site trained); a call
     without ``sites`` draws them in proportion to it, so the model samples the federation's mix.
     """
 

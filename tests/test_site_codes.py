@@ -10,6 +10,7 @@ from flwr.app import Array, ArrayRecord
 from client.data import SiteData
 from client.dp_training import train_locally
 from client.site import site_config
+from client.training_round import train_round
 from medgan_models.config import ConfigError, RunConfig
 from medgan_models.networks import build_models
 from medgan_models.protocol import SITE_CODE
@@ -54,6 +55,16 @@ def test_each_site_code_draws_its_own_images_and_the_mix_follows_site_sizes():
 def test_unconditional_run_has_no_site_code():
     generator, _ = build_models(CONFIG.replace(num_sites=0))
     assert generator.site_embedding is None and "site_examples" not in generator.state_dict()
+
+
+def test_a_round_trains_and_reports_the_node_configs_site_code(tmp_path):
+    run = {**CONFIG.to_mapping(), "out-dir": str(tmp_path)}
+    config, site = site_config(run, {"partition-id": 0, "num-partitions": 1, "site-code": 2})
+    weights = pair_state(*build_models(config))
+    outcome = train_round(weights, 1, config, site, site_data())
+    assert outcome.metrics[SITE_CODE] == 2
+    moved = (outcome.weights[EMBEDDING_KEY] - weights[EMBEDDING_KEY]).abs().sum(dim=1)
+    assert moved[2] > 0 and moved[0] == 0 and moved[1] == 0
 
 
 def test_a_site_trains_only_its_own_code():
