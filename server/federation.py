@@ -29,7 +29,7 @@ from server.metrics_plot import METRICS_PLOT, plot_metrics
 from server.run_records import RunRecorder, round_record
 from server.server_optimizer import (ServerOptimizer, ema_decay, ema_update,
                                      make_server_optimizer)
-from server.site_codes import take_site_rows
+from server.site_codes import SiteCodeConflict, take_site_rows
 from server.strategy import DPGanFedAvg, RoundReport
 
 log = logging.getLogger("medgan.server")
@@ -162,7 +162,11 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
             break
         arrays = server_update(optimizer, arrays, aggregated)
         if config.site_conditional:
-            arrays = take_site_rows(arrays, report.trained, config.num_sites)
+            try:
+                arrays = take_site_rows(arrays, report.trained, config.num_sites)
+            except SiteCodeConflict as conflict:  # a deployment error: stop, keep what is saved
+                stopped = f"stopped at round {server_round}: {conflict}"
+                break
         state.weights = weights = arrays.to_torch_state_dict()
         if config.generator_ema > 0:
             generator = {k: v.numpy() for k, v in weights.items()

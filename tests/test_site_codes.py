@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
 
 from client.data import SiteData
 from client.dp_training import train_locally
@@ -17,6 +18,7 @@ from medgan_models.protocol import SITE_CODE
 from medgan_models.sampling import sample_images
 from medgan_models.weights import pair_state
 from server.checkpoint import load_checkpoint
+from server.federation import run_federation
 from server.reply_validation import SiteReply
 from server.site_codes import EMBEDDING_KEY, EXAMPLES_KEY, SiteCodeConflict, take_site_rows
 from simulation.cli import main
@@ -167,3 +169,40 @@ def test_a_site_conditional_run_records_site_sizes_and_generates_each_sites_look
     assert set(np.load(tmp_path / "mix.npz")["sites"]) == {0, 1}
     with pytest.raises(ValueError, match=r"--site 2 is not in \[0, 2\)"):
         generate(run, 1, tmp_path / "x", site=2)
+
+
+class EchoGrid:
+    """A grid whose sites all train, send back the weights unchanged, and claim one site code."""
+
+    def __init__(self, nodes: list[int], code: int) -> None:
+        self.nodes, self.code = nodes, code
+
+    def get_node_ids(self):
+        return self.nodes
+
+    def send_and_receive(self, messages, timeout=None):
+        replies = []
+        for message in messages:
+            node = message.metadata.dst_node_id
+            content = RecordDict({
+                "site": ConfigRecord({"site-id": f"site-{node}", "status": "trained",
+                                      "message": ""}),
+                "metrics": MetricRecord({"num-examples": 10, "epsilon": 1.0, "delta": 1e-5,
+                                         SITE_CODE: self.code}),
+                "arrays": message.content["arrays"]})
+            replies.append(Message(content, reply_to=message))
+        return replies
+
+
+def test_two_sites_with_one_code_stop_the_run_with_both_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)  # as inside a running ServerApp
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+    config = CONFIG.replace(num_rounds=2, eval_every=0, num_sites=2)
+    lines: list[str] = []
+    summary = run_federation(EchoGrid([5, 6], code=1), config, tmp_path, progress=lines.append)
+    assert summary["stopped"] == ("stopped at round 1: site-5 and site-6 both have site code 1: "
+                                  "give each site its own site-code")
+    assert lines[-1] == summary["stopped"]
+    assert json.loads((tmp_path / "summary.json").read_text())["stopped"] == summary["stopped"]
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))  # the conflicting round is not kept
