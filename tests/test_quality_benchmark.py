@@ -100,3 +100,24 @@ def test_main_runs_every_setting_once_per_seed_in_its_own_folder(tmp_path, monke
     assert set(written) == {"federated_dp", "centralized_dp"}
     assert abs(written["federated_dp"]["frd"] - 0.15) < 1e-9
     assert len(written["federated_dp"]["per_seed"]) == 2
+
+
+def test_the_ceiling_setting_trains_on_the_pooled_file_with_given_rounds(tmp_path, monkeypatch):
+    calls = {}
+
+    def fake_run(name, rounds, out, **extra):
+        calls[name] = (rounds, extra)
+        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 1e9, "run": str(out),
+                "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
+
+    monkeypatch.setattr(quality, "run_setting", fake_run)
+    monkeypatch.setattr(quality, "step_seconds", lambda config: 0.01)
+    monkeypatch.setattr(quality, "write_pooled_sites", lambda path, seed: 60)
+    assert quality.main(["--out", str(tmp_path), "--settings", "centralized_dp",
+                         "centralized_nonprivate", "--rounds", "7", "--eval-every", "3"]) == 0
+    pooled = str((tmp_path / quality.POOLED_FILE).resolve())
+    for name in ("centralized_dp", "centralized_nonprivate"):
+        rounds, extra = calls[name]
+        assert rounds == 7 and extra["data"] == pooled and extra["eval-every"] == 3
+    assert quality.SETTINGS["centralized_nonprivate"]["noise-multiplier"] == 1e-3
+    assert "centralized_nonprivate" not in quality.DEFAULT_SETTINGS
