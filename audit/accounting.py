@@ -16,7 +16,7 @@ from typing import Any
 import dp_accounting
 from dp_accounting.pld import pld_privacy_accountant
 
-from client.privacy_ledger import LEDGER_FILE, PrivacyLedger
+from client.privacy_ledger import DP_SGD, LEDGER_FILE, PrivacyLedger
 
 TOLERANCE = 0.05  # relative difference allowed between the training accountant and PLD
 # Opacus' PRV accountant reports epsilon up to eps_error = 0.01 (it rounds up): at small epsilon
@@ -61,16 +61,20 @@ class SiteAccounting:
     agrees: bool
 
     def as_dict(self, max_grad_norm: float) -> dict[str, Any]:
-        """JSON-ready: parameters per round and both epsilons."""
+        """JSON-ready: parameters per round, the one-off releases, and both epsilons."""
+        training = self.ledger.training_entries
         return {
             "site": self.site_id,
-            "rounds_trained": len(self.ledger.entries),
+            "rounds_trained": len(training),
             "steps": self.ledger.total_steps,
             "max_grad_norm": max_grad_norm,
-            "noise_multipliers": sorted({e.noise_multiplier for e in self.ledger.entries}),
-            "sample_rates": sorted({e.sample_rate for e in self.ledger.entries}),
-            "steps_per_round": sorted({e.steps for e in self.ledger.entries}),
-            "rounds": [e.round for e in self.ledger.entries],
+            "noise_multipliers": sorted({e.noise_multiplier for e in training}),
+            "sample_rates": sorted({e.sample_rate for e in training}),
+            "steps_per_round": sorted({e.steps for e in training}),
+            "rounds": [e.round for e in training],
+            "releases": [{"mechanism": e.mechanism, "round": e.round,
+                          "noise_multiplier": e.noise_multiplier}
+                         for e in self.ledger.entries if e.mechanism != DP_SGD],
             "epsilon": self.epsilon,
             "epsilon_crosscheck": self.epsilon_crosscheck,
             "accountant": self.accountant,

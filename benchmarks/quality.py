@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from client.data.sources import load_site_dataset  # noqa: E402
 from client.dp_training import LocalTrainer  # noqa: E402
+from client.embedding_release import make_release  # noqa: E402
 from medgan_models.config import RunConfig  # noqa: E402
 from medgan_models.networks import build_models  # noqa: E402
 
@@ -86,7 +87,8 @@ def step_seconds(config: RunConfig, steps: int = 8) -> float:
                                  samples_per_site=TOTAL_SAMPLES // 3)
         generator, discriminator = build_models(config)
         trainer = LocalTrainer(generator, discriminator, data, config, 1.0,
-                               torch.device("cpu"), seed=0)
+                               torch.device("cpu"), seed=0,
+                               embedding=make_release(config, data))
         trainer.step()  # warm-up
         times = []
         for _ in range(steps):

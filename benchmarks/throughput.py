@@ -37,9 +37,10 @@ def bench_data(size: int, n: int, seed: int = 0) -> SiteData:
 
 def _config(size: int, batch: int, mode: str = "hooks") -> RunConfig:
     """Every loop's models: the plain GAN step, without the auxiliary classifier head, so that
-    the bare Opacus loop (a BCE criterion on one score) runs exactly the same models."""
+    the bare Opacus loop (a BCE criterion on one score) runs exactly the same models (nor the
+    mean-embedding term, which the bare loop lacks)."""
     return RunConfig(image_size=size, batch_size=batch, local_steps=1, num_rounds=1,
-                     grad_sample_mode=mode, auxiliary_classifier=0.0)
+                     grad_sample_mode=mode, auxiliary_classifier=0.0, mean_embedding=0.0)
 
 
 class NonPrivateLoop:

@@ -34,6 +34,7 @@ from client import ghost_norms  # noqa: F401  (registers the Conv2d norm sampler
 from client.data import SiteData, augment_batch
 from medgan_models.config import RunConfig
 from medgan_models.losses import GanLoss, make_loss, mode_seeking_penalty
+from medgan_models.mean_embedding import MeanEmbedding
 from medgan_models.networks import Discriminator, Generator
 
 
@@ -123,11 +124,14 @@ class LocalTrainer:
     """One round of local training, set up once and advanced one DP step at a time.
 
     ``train_locally`` runs it to the end; the benchmark times its ``step`` on its own.
+    ``embedding``: the site's private mean embedding, which the generator steps match with
+    weight ``mean-embedding`` (already released: using it costs nothing more).
     """
 
     def __init__(self, generator: Generator, discriminator: Discriminator, data: SiteData,
                  config: RunConfig, noise_multiplier: float, device: torch.device,
-                 seed: int, site_code: int | None = None) -> None:
+                 seed: int, site_code: int | None = None,
+                 embedding: MeanEmbedding | None = None) -> None:
         torch.manual_seed(seed)
         self.generator, self.discriminator = generator.to(device).train(), discriminator
         discriminator.to(device).train()
@@ -157,6 +161,9 @@ class LocalTrainer:
             self.fake_sites = torch.full((self.fake_batch,), site_code, device=device)
         self.num_classes = config.num_classes if config.conditional else 0
         self.augment_rng = torch.Generator(device=device).manual_seed(seed + 1)
+        if config.mean_embedding > 0 and embedding is None:
+            raise ValueError("mean-embedding is on: pass the site's released mean embedding")
+        self.embedding = embedding.to(device) if config.mean_embedding > 0 else None
         self.d_losses: list[float] = []
         self.g_losses: list[float] = []
         self.steps_done = 0
@@ -189,7 +196,7 @@ class LocalTrainer:
                 self.g_losses.append(_generator_step(
                     self.generator, self.private_d, self.g_optimizer, self.d_optimizer,
                     self.loss, self.fake_batch, self.num_classes, config, device,
-                    self.fake_sites))
+                    self.fake_sites, self.embedding))
 
     def result(self, seconds: float) -> LocalTrainingResult:
         """What the round did; checks the accountant saw every step."""
@@ -208,12 +215,14 @@ class LocalTrainer:
 
 def train_locally(generator: Generator, discriminator: Discriminator, data: SiteData,
                   config: RunConfig, noise_multiplier: float, device: torch.device,
-                  seed: int, site_code: int | None = None) -> LocalTrainingResult:
+                  seed: int, site_code: int | None = None,
+                  embedding: MeanEmbedding | None = None) -> LocalTrainingResult:
     """Run ``config.local_steps`` DP discriminator steps (and generator steps in between);
-    ``site_code``: the site's index into a site-conditional generator."""
+    ``site_code``: the site's index into a site-conditional generator; ``embedding``: its
+    released mean embedding (when ``mean-embedding`` is on)."""
     start = time.perf_counter()
     trainer = LocalTrainer(generator, discriminator, data, config, noise_multiplier, device, seed,
-                           site_code)
+                           site_code, embedding)
     for _ in range(config.local_steps):
         trainer.step()
     result = trainer.result(time.perf_counter() - start)
@@ -243,7 +252,7 @@ def discriminator_step(generator, private_d, d_optimizer, criterion, real, label
 
 
 def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_batch,
-                    num_classes, config, device, fake_sites=None) -> float:
+                    num_classes, config, device, fake_sites=None, embedding=None) -> float:
     """One generator step through the discriminator, with Opacus' hooks off (no real data).
 
     The discriminator's parameters are frozen for it: the backward pass then computes only
@@ -267,6 +276,8 @@ def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_b
             g_loss = g_loss + config.auxiliary_classifier * F.cross_entropy(logits, fake_labels)
         if config.mode_seeking > 0:
             g_loss = g_loss + config.mode_seeking * mode_seeking_penalty(fake, codes)
+        if embedding is not None:  # the kernel MMD to the site's released mean embedding
+            g_loss = g_loss + config.mean_embedding * embedding.loss(fake, fake_labels)
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         g_optimizer.step()

@@ -6,6 +6,8 @@ r times noisier than the last (coarse structure first, detail when it matters; t
 decaying-noise schedules such as Yu et al., 2019, "Differentially Private Model Publishing for
 Deep Learning"). The scale s is found so that the composed history of all R rounds spends
 exactly the target. The sample rate is the site's own, so each site derives its own schedule.
+A site's one-off release of its mean embedding (``mean-embedding``) is part of that plan: the
+rounds' noise is found for what the budget leaves after it (composed, not subtracted).
 """
 
 from __future__ import annotations
@@ -33,20 +35,28 @@ def round_weights(num_rounds: int, ratio: float) -> tuple[float, ...]:
     return tuple(ratio ** ((num_rounds - t) / (num_rounds - 1)) for t in range(1, num_rounds + 1))
 
 
+def planned_releases(config: RunConfig) -> tuple[tuple[float, float, int], ...]:
+    """A site's releases besides DP-SGD, as accountant history: the mean embedding's one
+    Gaussian release (noise multiplier, sample rate 1, one step) when it is on."""
+    return ((config.mean_embedding_noise, 1.0, 1),) if config.mean_embedding > 0 else ()
+
+
 def derive_noise_multiplier(config: RunConfig, num_examples: int, server_round: int = 1
                             ) -> float:
     """The noise multiplier of ``server_round``: the one given, or the one that makes all
-    ``num-rounds`` rounds (under the schedule) spend ``target-epsilon``. Rounds past the plan
-    (a resumed run asked for more) keep the last round's noise."""
+    ``num-rounds`` rounds (under the schedule), with the site's one-off releases, spend
+    ``target-epsilon``. Rounds past the plan (a resumed run asked for more) keep the last
+    round's noise."""
     if config.noise_multiplier > 0:
         return config.noise_multiplier
     q = sample_rate_for(num_examples, config.batch_size)
     weights = round_weights(config.num_rounds, config.noise_schedule_ratio)
-    if len(set(weights)) == 1:
+    releases = planned_releases(config)
+    if len(set(weights)) == 1 and not releases:
         return _noise_for_budget(config.target_epsilon, config.delta, q,
                                  config.num_rounds * config.local_steps, config.accountant)
     scale = _scale_for_budget(config.target_epsilon, config.delta, q, config.local_steps,
-                              weights, config.accountant)
+                              weights, config.accountant, releases)
     return scale * weights[min(max(server_round, 1), len(weights)) - 1]
 
 
@@ -62,18 +72,26 @@ def _noise_for_budget(epsilon: float, delta: float, sample_rate: float, steps: i
 
 @lru_cache(maxsize=16)
 def _scale_for_budget(epsilon: float, delta: float, sample_rate: float, steps_per_round: int,
-                      weights: tuple[float, ...], accountant: str) -> float:
-    """The s for which rounds with noise ``s * weights[t]`` compose to ``epsilon`` (at most:
-    the search returns the upper end of its last bracket)."""
+                      weights: tuple[float, ...], accountant: str,
+                      releases: tuple[tuple[float, float, int], ...] = ()) -> float:
+    """The s for which rounds with noise ``s * weights[t]``, with ``releases``, compose to
+    ``epsilon`` (at most: the search returns the upper end of its last bracket)."""
 
     def spent(scale: float) -> float:
-        history = tuple((scale * w, sample_rate, steps_per_round) for w in weights)
-        return composed_epsilon(history, delta, accountant)
+        if len(set(weights)) == 1:  # one run of steps, as the ledger merges them
+            rounds = ((scale * weights[0], sample_rate, steps_per_round * len(weights)),)
+        else:
+            rounds = tuple((scale * w, sample_rate, steps_per_round) for w in weights)
+        return composed_epsilon(rounds + releases, delta, accountant)
 
+    if releases and composed_epsilon(releases, delta, accountant) >= epsilon:
+        raise ValueError(f"the one-off releases alone spend epsilon >= {epsilon}: raise "
+                         "mean-embedding-noise or target-epsilon")
     if accountant == "rdp":
         low, high = 0.05, 1.0
     else:  # RDP over-estimates epsilon, so its scale bounds this one from above (and is fast)
-        high = _scale_for_budget(epsilon, delta, sample_rate, steps_per_round, weights, "rdp")
+        high = _scale_for_budget(epsilon, delta, sample_rate, steps_per_round, weights, "rdp",
+                                 releases)
         low = high / 2
     while spent(high) > epsilon:
         low, high = high, high * 2

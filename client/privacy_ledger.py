@@ -5,6 +5,8 @@ epsilon. Here each round appends (round, noise multiplier, sample rate, steps) t
 that lives in the node's ``context.state`` *and* in a JSON file on the site's own disk, so a
 restarted process, a resumed run or a re-joining site continues the count, never restarts it.
 Epsilon is computed by composing the whole history with an Opacus accountant (PRV or RDP).
+Besides DP-SGD rounds, the ledger records the site's one-off Gaussian release of its mean
+embedding (``mean-embedding``): an entry with sample rate 1 and one step, composed alike.
 """
 
 from __future__ import annotations
@@ -25,16 +27,21 @@ from flwr.app import ConfigRecord
 from opacus.accountants import create_accountant
 
 LEDGER_FILE = "privacy_ledger.json"
+DP_SGD = "dp-sgd"  # a round's discriminator steps
+MEAN_EMBEDDING = "mean-embedding"  # the one Gaussian release of the site's mean embedding
+MECHANISMS = (DP_SGD, MEAN_EMBEDDING)
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """The DP-SGD steps of one local round."""
+    """The DP-SGD steps of one local round (or, with ``mechanism`` "mean-embedding", the
+    site's one-off release in that round: sample rate 1, one step)."""
 
     round: int
     noise_multiplier: float
     sample_rate: float
     steps: int
+    mechanism: str = DP_SGD
 
 
 @dataclass
@@ -44,14 +51,23 @@ class PrivacyLedger:
     entries: list[LedgerEntry] = field(default_factory=list)
 
     @property
+    def training_entries(self) -> list[LedgerEntry]:
+        """The DP-SGD rounds (not the mean-embedding release)."""
+        return [e for e in self.entries if e.mechanism == DP_SGD]
+
+    @property
     def total_steps(self) -> int:
         """DP-SGD steps taken so far."""
-        return sum(e.steps for e in self.entries)
+        return sum(e.steps for e in self.training_entries)
 
     @property
     def rounds(self) -> list[int]:
         """The rounds in which this site trained."""
-        return [e.round for e in self.entries]
+        return [e.round for e in self.training_entries]
+
+    def released(self, mechanism: str) -> bool:
+        """Whether the ledger holds a release by ``mechanism``."""
+        return any(e.mechanism == mechanism for e in self.entries)
 
     def add(self, entry: LedgerEntry) -> None:
         """Record one round's steps (a zero-step round records nothing)."""
@@ -91,14 +107,18 @@ class PrivacyLedger:
             "noise-multiplier": [float(e.noise_multiplier) for e in self.entries],
             "sample-rate": [float(e.sample_rate) for e in self.entries],
             "steps": [e.steps for e in self.entries],
+            "mechanism": [e.mechanism for e in self.entries],
         })
 
     @classmethod
     def from_config_record(cls, record: ConfigRecord) -> PrivacyLedger:
-        """Inverse of :meth:`to_config_record`."""
+        """Inverse of :meth:`to_config_record` (records written before the mechanism column
+        hold DP-SGD rounds only)."""
+        mechanisms = record.get("mechanism", [DP_SGD] * len(record["round"]))
         columns = zip(record["round"], record["noise-multiplier"], record["sample-rate"],
-                      record["steps"], strict=True)
-        return cls([LedgerEntry(int(r), float(s), float(q), int(n)) for r, s, q, n in columns])
+                      record["steps"], mechanisms, strict=True)
+        return cls([LedgerEntry(int(r), float(s), float(q), int(n), str(m))
+                    for r, s, q, n, m in columns])
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename): a crash never leaves a half-written ledger."""
@@ -118,7 +138,11 @@ class PrivacyLedger:
             return cls()
         try:
             payload = json.loads(path.read_text())
-            return cls([LedgerEntry(**e) for e in payload["entries"]])
+            entries = [LedgerEntry(**e) for e in payload["entries"]]
+            unknown = {e.mechanism for e in entries} - set(MECHANISMS)
+            if unknown:
+                raise ValueError(f"unknown mechanism(s) {sorted(unknown)}")
+            return cls(entries)
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(
                 f"privacy ledger {path} is corrupt ({error}); refusing to restart the count at 0"

@@ -17,6 +17,7 @@ import torch
 
 from client.data import SiteData
 from client.dp_training import resolve_device, train_locally
+from client.embedding_release import needs_release, release_entry, site_embedding
 from client.noise_schedule import derive_noise_multiplier, sample_rate_for
 from client.privacy_ledger import LEDGER_FILE, LedgerEntry, PrivacyLedger, most_complete
 from client.site import SiteSettings
@@ -55,7 +56,11 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
     noise_multiplier = derive_noise_multiplier(config, len(data), server_round)
     planned = LedgerEntry(server_round, noise_multiplier,
                           sample_rate_for(len(data), config.batch_size), config.local_steps)
-    next_epsilon = ledger.epsilon_after(planned, config.delta, config.accountant)
+    # the mean embedding's release, if on, comes with the site's first round
+    release = [release_entry(config, server_round)] if needs_release(config,
+                                                                      site.ledger_dir) else []
+    planned_history = [*ledger.entries, *release, planned]
+    next_epsilon = PrivacyLedger(planned_history).epsilon(config.delta, config.accountant)
     base = {
         "num-examples": len(data),
         "delta": config.delta,
@@ -74,17 +79,17 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
     generator, discriminator = build_models(config)
     load_pair_state(generator, discriminator, global_weights)
     train_start = time.time()
+    embedding = site_embedding(config, data, ledger, ledger_path(site), server_round)
     result = train_locally(generator, discriminator, data, config, noise_multiplier,
                            resolve_device(config.device),
                            seed=round_seed(config.seed, server_round, site.site_id),
-                           site_code=site.site_code(config))
-    trained = LedgerEntry(server_round, result.noise_multiplier, result.sample_rate,
-                          result.steps)
-    ledger.add(trained)
+                           site_code=site.site_code(config), embedding=embedding)
+    ledger.add(LedgerEntry(server_round, result.noise_multiplier, result.sample_rate,
+                           result.steps))
     ledger.save(ledger_path(site))
     # The round as planned: the budget check already composed this very history (a PRV
     # composition takes ~0.5 s, a sizeable share of a small site's round).
-    epsilon = (next_epsilon if trained == planned
+    epsilon = (next_epsilon if ledger.entries == planned_history
                else ledger.epsilon(config.delta, config.accountant))
     metrics = {
         **base,

@@ -49,6 +49,11 @@ class RunConfig:
     discriminator_steps: int = 1  # discriminator steps per generator step
     generator_steps: int = 1  # generator steps each time (free: they see no real image)
     mode_seeking: float = 0.0  # > 0: weight of MSGAN's mode-seeking term in the generator loss
+    # A private mean embedding of each site's images (DP-MERF), matched by the generator
+    mean_embedding: float = 0.0  # > 0: weight of its term in the generator loss; 0 = off
+    mean_embedding_features: int = 1024  # random Fourier features (even)
+    mean_embedding_bandwidth: float = 0.5  # kernel width, as a fraction of sqrt(pixels)
+    mean_embedding_noise: float = 5.0  # noise multiplier of its one-off release
     auxiliary_classifier: float = 1.0  # AC-GAN class loss weight (conditional models); 0 = off
     batch_size: int = 64
     learning_rate_generator: float = 2e-4
@@ -151,6 +156,13 @@ class RunConfig:
              f"generator-upsampling must be one of {UPSAMPLINGS}, got "
              f"'{self.generator_upsampling}'"),
             (self.mode_seeking >= 0, "mode-seeking must be >= 0 (0 = off)"),
+            (self.mean_embedding >= 0, "mean-embedding must be >= 0 (0 = off)"),
+            (self.mean_embedding_features >= 2 and self.mean_embedding_features % 2 == 0,
+             f"mean-embedding-features must be even and >= 2, got "
+             f"{self.mean_embedding_features}"),
+            (self.mean_embedding_bandwidth > 0, "mean-embedding-bandwidth must be > 0"),
+            (self.mean_embedding_noise > 0,
+             "mean-embedding-noise must be > 0 (the release's noise multiplier)"),
             (self.auxiliary_classifier >= 0, "auxiliary-classifier must be >= 0 (0 = off)"),
             (self.target_epsilon > 0, "target-epsilon must be > 0"),
             (self.max_epsilon > 0, "max-epsilon must be > 0"),

@@ -1,0 +1,99 @@
+"""A private mean embedding of a site's images: a diversity signal for the generator.
+
+DP-MERF (Harder et al., AISTATS 2021): map every image to random Fourier features (a fixed,
+data-independent map whose inner products approximate a Gaussian kernel), sum them per class,
+add Gaussian noise once, and train the generator to match the noisy class means. The distance
+between the means is the kernel MMD, which is large when the generator drops part of the data
+(mode collapse), unlike the discriminator's score of single images. Every image's features,
+with a constant coordinate appended for the class count, have norm 1, so one image changes the
+sum by at most 1: one Gaussian release with noise multiplier ``z`` (sensitivity 1, sample rate
+1, one step) is what the site's privacy ledger records. The generator then uses the release as
+often as it likes (post-processing).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class RandomFourierFeatures(nn.Module):
+    """Images -> ``num_features`` random Fourier features of a Gaussian kernel of width
+    ``bandwidth`` (in pixel space, values in [-1, 1]); every row has norm 1. The random map
+    comes from ``seed`` alone, so every site and the server build the same one."""
+
+    def __init__(self, input_dim: int, num_features: int, bandwidth: float, seed: int) -> None:
+        super().__init__()
+        if num_features < 2 or num_features % 2:
+            raise ValueError(f"the number of random features must be even and >= 2, "
+                             f"got {num_features}")
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("frequencies", torch.randn(input_dim, num_features // 2,
+                                                        generator=generator) / bandwidth)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        projection = images.flatten(1) @ self.frequencies
+        scale = math.sqrt(self.frequencies.shape[1])
+        return torch.cat([projection.cos(), projection.sin()], dim=1) / scale
+
+
+class MeanEmbedding(nn.Module):
+    """Noisy class-wise means of a site's image features, and the generator's loss to them."""
+
+    def __init__(self, features: RandomFourierFeatures, means: torch.Tensor,
+                 weights: torch.Tensor) -> None:
+        super().__init__()
+        dim = features.frequencies.shape[1] * 2
+        if means.ndim != 2 or means.shape[1] != dim or weights.shape != means.shape[:1]:
+            raise ValueError(f"a mean embedding of shape {tuple(means.shape)} (weights "
+                             f"{tuple(weights.shape)}) does not fit {dim} random features")
+        self.features = features
+        self.register_buffer("means", means.float())
+        self.register_buffer("weights", weights.float())
+
+    @classmethod
+    def from_sums(cls, features: RandomFourierFeatures, sums: torch.Tensor,
+                  counts: torch.Tensor) -> MeanEmbedding:
+        """From (noisy) class-wise feature sums and counts; a class's count is at least 1."""
+        counts = counts.clamp(min=1.0)
+        return cls(features, sums / counts[:, None], counts / counts.sum())
+
+    def loss(self, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Sum over classes (weighted by their noisy share) of the distance between the
+        fake images' mean features and the class's noisy real mean (the kernel MMD)."""
+        phi = self.features(fake)
+        if labels is None:
+            labels = torch.zeros(len(fake), dtype=torch.long, device=fake.device)
+        total = fake.new_zeros(())
+        for c in range(self.means.shape[0]):
+            chosen = labels == c
+            if chosen.any():
+                gap = phi[chosen].mean(0) - self.means[c]
+                total = total + self.weights[c] * gap.norm()
+        return total
+
+
+@torch.no_grad()
+def private_mean_embedding(images: np.ndarray, labels: np.ndarray, num_classes: int,
+                           features: RandomFourierFeatures, noise_multiplier: float,
+                           noise: torch.Generator | None = None,
+                           batch_size: int = 512) -> MeanEmbedding:
+    """Release the class-wise feature sums and counts of ``images`` with Gaussian noise of
+    standard deviation ``noise_multiplier`` (the sensitivity is 1: see the module doc)."""
+    classes = max(1, num_classes)
+    dim = features.frequencies.shape[1] * 2
+    sums = torch.zeros(classes, dim + 1, dtype=torch.float64)
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[start:start + batch_size]).float()
+        y = torch.from_numpy(labels[start:start + batch_size]).long()
+        if classes == 1:
+            y = torch.zeros_like(y)
+        phi = torch.cat([features(x), torch.ones(len(x), 1)], dim=1) / math.sqrt(2.0)
+        sums.index_add_(0, y, phi.double())
+    sums += noise_multiplier * torch.randn(sums.shape, generator=noise, dtype=torch.float64)
+    counts = sums[:, -1] * math.sqrt(2.0)
+    return MeanEmbedding.from_sums(features, (sums[:, :-1] * math.sqrt(2.0)).float(),
+                                   counts.float())
