@@ -140,6 +140,11 @@ def report_markdown(result: dict[str, Any], config: RunConfig) -> str:
         lines.append(f"| {s['site']} | {s['rounds_trained']} | {s['steps']} | {sigmas} | "
                      f"{rates} | {s['max_grad_norm']:g} | {_fmt(s['epsilon'])} | "
                      f"{_fmt(s['epsilon_crosscheck'])} | {'yes' if s['agrees'] else '**NO**'} |")
+    releases = [f"{s['site']}: {r['mechanism']} in round {r['round']} (noise multiplier "
+                f"{r['noise_multiplier']:g})" for s in result["sites"] for r in s.get("releases", [])]
+    if releases:
+        lines += ["", "One-off Gaussian releases, composed into each epsilon above: "
+                  + "; ".join(releases) + "."]
     lines += ["", "## Membership-inference attacks", "",
               "Members: images a site trained on. Non-members: its held-out images (same "
               "scanner, never trained on). AUC 0.5 is chance.", "",

@@ -50,7 +50,7 @@ class RunConfig:
     generator_steps: int = 1  # generator steps each time (free: they see no real image)
     mode_seeking: float = 0.0  # > 0: weight of MSGAN's mode-seeking term in the generator loss
     # A private mean embedding of each site's images (DP-MERF), matched by the generator
-    mean_embedding: float = 0.0  # > 0: weight of its term in the generator loss; 0 = off
+    mean_embedding: float = 10.0  # > 0: weight of its term in the generator loss; 0 = off
     mean_embedding_features: int = 1024  # random Fourier features (even)
     mean_embedding_bandwidth: float = 0.5  # kernel width, as a fraction of sqrt(pixels)
     mean_embedding_noise: float = 5.0  # noise multiplier of its one-off release

@@ -126,7 +126,7 @@ def overfit_gan():
     members, nonmembers, reference = part(order[:32]), part(order[32:64]), part(order[64:])
     config = RunConfig(image_size=16, batch_size=32, local_steps=600, max_grad_norm=1e6,
                        accountant="rdp", learning_rate_discriminator=1e-3,
-                       learning_rate_generator=2e-3)
+                       learning_rate_generator=2e-3, mean_embedding=0.0)  # a plain GAN
     generator, discriminator = build_models(config)
     train_locally(generator, discriminator, members, config, 1e-6, torch.device("cpu"), seed=1)
     return generator, discriminator, members, nonmembers, reference
@@ -211,3 +211,15 @@ def test_report_shouts_when_an_attack_beats_the_guarantee(private_run):
     result = json.loads((private_run / "audit.json").read_text())
     result.update(epsilon_lower_bound=result["epsilon"] + 1, red_flag=True)
     assert "RED FLAG" in report_markdown(result, RunConfig())
+
+
+def test_report_lists_one_off_releases(private_run):
+    result = json.loads((private_run / "audit.json").read_text())
+    # mean-embedding is on by default: each site's one release, in its first round
+    assert all(s["releases"] == [{"mechanism": "mean-embedding", "round": 1,
+                                  "noise_multiplier": 5.0}] for s in result["sites"])
+    report = (private_run / "audit.md").read_text()
+    assert "site-1: mean-embedding in round 1 (noise multiplier 5)" in report
+    for site in result["sites"]:
+        site["releases"] = []
+    assert "One-off Gaussian releases" not in report_markdown(result, RunConfig())

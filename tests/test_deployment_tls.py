@@ -138,6 +138,7 @@ def test_three_hospitals_train_two_rounds_over_tls(federation):
     for name in HOSPITALS:
         # each hospital's ledger is on its own disk, and epsilon accumulates over the run
         ledger = json.loads((workdir / name / "state" / name / "privacy_ledger.json").read_text())
-        assert [entry["round"] for entry in ledger["entries"]] == [1, 2]
+        assert [(e["round"], e["mechanism"]) for e in ledger["entries"]] == [
+            (1, "mean-embedding"), (1, "dp-sgd"), (2, "dp-sgd")]  # the release, then rounds
         assert rounds[1]["clients"][name]["epsilon"] > rounds[0]["clients"][name]["epsilon"] > 0
     assert (out / "checkpoints" / "round_002.pt").exists()

@@ -26,7 +26,7 @@ from simulation.evaluate import evaluate_run
 from simulation.generate import generate
 
 CONFIG = RunConfig(image_size=16, num_sites=3, batch_size=8, local_steps=2, latent_dim=16,
-                   base_channels=8, grad_sample_mode="hooks")
+                   base_channels=8, grad_sample_mode="hooks", mean_embedding=0.0)
 
 
 def site_data(n: int = 32, seed: int = 0) -> SiteData:
