@@ -20,6 +20,11 @@ import torch
 from torch import nn
 
 
+# A class's released mean is matched only if its noise's expected norm is at most this (feature
+# means have norm <= 1; real classes' means here have norm ~0.85 and differ by ~0.1-0.5).
+MAX_NOISE_NORM = 0.5
+
+
 class RandomFourierFeatures(nn.Module):
     """Images -> ``num_features`` random Fourier features of a Gaussian kernel of width
     ``bandwidth`` (in pixel space, values in [-1, 1]); every row has norm 1. The random map
@@ -56,21 +61,27 @@ class MeanEmbedding(nn.Module):
 
     @classmethod
     def from_sums(cls, features: RandomFourierFeatures, sums: torch.Tensor,
-                  counts: torch.Tensor) -> MeanEmbedding:
-        """From (noisy) class-wise feature sums and counts; a class's count is at least 1."""
+                  counts: torch.Tensor, noise_multiplier: float = 0.0) -> MeanEmbedding:
+        """From (noisy) class-wise feature sums and counts (a count is at least 1). A class
+        weighs its share of the images, or nothing when the noise added to its mean has an
+        expected norm above ``MAX_NOISE_NORM`` (too few images for the noise: its mean would
+        pull the generator towards noise, seen as speckle)."""
         counts = counts.clamp(min=1.0)
-        return cls(features, sums / counts[:, None], counts / counts.sum())
+        noise_norm = noise_multiplier * math.sqrt(sums.shape[1]) / counts
+        weights = torch.where(noise_norm <= MAX_NOISE_NORM, counts, torch.zeros_like(counts))
+        return cls(features, sums / counts[:, None], weights / counts.sum())
 
     def loss(self, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """Sum over classes (weighted by their noisy share) of the distance between the
-        fake images' mean features and the class's noisy real mean (the kernel MMD)."""
+        """Sum over classes (weighted by their noisy share; 0 for a class too small for the
+        noise) of the distance between the fake images' mean features and the class's noisy
+        real mean (the kernel MMD)."""
         phi = self.features(fake)
         if labels is None:
             labels = torch.zeros(len(fake), dtype=torch.long, device=fake.device)
         total = fake.new_zeros(())
         for c in range(self.means.shape[0]):
             chosen = labels == c
-            if chosen.any():
+            if chosen.any() and self.weights[c] > 0:
                 gap = phi[chosen].mean(0) - self.means[c]
                 total = total + self.weights[c] * gap.norm()
         return total
@@ -96,4 +107,4 @@ def private_mean_embedding(images: np.ndarray, labels: np.ndarray, num_classes: 
     sums += noise_multiplier * torch.randn(sums.shape, generator=noise, dtype=torch.float64)
     counts = sums[:, -1] * math.sqrt(2.0)
     return MeanEmbedding.from_sums(features, (sums[:, :-1] * math.sqrt(2.0)).float(),
-                                   counts.float())
+                                   counts.float(), noise_multiplier * math.sqrt(2.0))

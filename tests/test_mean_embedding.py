@@ -219,3 +219,15 @@ def test_generator_steps_follow_the_embedding(tmp_path):
     with_term = distance_after_training(config)
     without = distance_after_training(config.replace(mean_embedding=0.0))
     assert with_term < 0.8 * without
+
+
+def test_a_class_too_small_for_the_noise_is_not_matched():
+    images, labels = blobs(400)
+    labels[:] = 0
+    labels[:12] = 1  # 12 images of class 1: its mean's noise (norm ~ 2 sqrt(2 F) / 12) swamps it
+    release = private_mean_embedding(images, labels, 2, features(), 2.0)
+    assert release.weights[0] > 0.9 and release.weights[1] == 0
+    fake = torch.from_numpy(images[:64])
+    only_small = torch.ones(64, dtype=torch.long)
+    assert release.loss(fake, only_small).item() == 0.0  # nothing pulls towards its noise
+    assert release.loss(fake, torch.zeros(64, dtype=torch.long)).item() > 0
