@@ -65,10 +65,6 @@ class PrivacyLedger:
         """The rounds in which this site trained."""
         return [e.round for e in self.training_entries]
 
-    def released(self, mechanism: str) -> bool:
-        """Whether the ledger holds a release by ``mechanism``."""
-        return any(e.mechanism == mechanism for e in self.entries)
-
     def add(self, entry: LedgerEntry) -> None:
         """Record one round's steps (a zero-step round records nothing)."""
         if entry.steps > 0:
@@ -93,10 +89,6 @@ class PrivacyLedger:
         if any(sigma <= 0 for sigma, _, _ in history):
             return float("inf")  # a non-private step: no finite guarantee
         return composed_epsilon(tuple(history), delta, accountant)
-
-    def epsilon_after(self, entry: LedgerEntry, delta: float, accountant: str = "prv") -> float:
-        """Epsilon this ledger would reach if ``entry`` were added (for budget checks)."""
-        return PrivacyLedger([*self.entries, entry]).epsilon(delta, accountant)
 
     # --- persistence -----------------------------------------------------------------------
 

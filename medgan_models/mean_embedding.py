@@ -28,7 +28,7 @@ MAX_NOISE_NORM = 0.5
 class RandomFourierFeatures(nn.Module):
     """Images -> ``num_features`` random Fourier features of a Gaussian kernel of width
     ``bandwidth`` (in pixel space, values in [-1, 1]); every row has norm 1. The random map
-    comes from ``seed`` alone, so every site and the server build the same one."""
+    comes from ``seed`` alone, so every site builds the same one."""
 
     def __init__(self, input_dim: int, num_features: int, bandwidth: float, seed: int) -> None:
         super().__init__()
@@ -64,8 +64,8 @@ class MeanEmbedding(nn.Module):
                   counts: torch.Tensor, noise_multiplier: float = 0.0) -> MeanEmbedding:
         """From (noisy) class-wise feature sums and counts (a count is at least 1). A class
         weighs its share of the images, or nothing when the noise added to its mean has an
-        expected norm above ``MAX_NOISE_NORM`` (too few images for the noise: its mean would
-        pull the generator towards noise, seen as speckle)."""
+        expected norm above ``MAX_NOISE_NORM`` (too few images for the noise: its mean would be
+        mostly noise, a target no image distribution can reach)."""
         counts = counts.clamp(min=1.0)
         noise_norm = noise_multiplier * math.sqrt(sums.shape[1]) / counts
         weights = torch.where(noise_norm <= MAX_NOISE_NORM, counts, torch.zeros_like(counts))
