@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from opacus.accountants.utils import get_noise_multiplier
 
+from client.embedding_release import release_entry
 from client.privacy_ledger import composed_epsilon, quiet_accounting
 from medgan_models.config import RunConfig
 
@@ -37,8 +38,11 @@ def round_weights(num_rounds: int, ratio: float) -> tuple[float, ...]:
 
 def planned_releases(config: RunConfig) -> tuple[tuple[float, float, int], ...]:
     """A site's releases besides DP-SGD, as accountant history: the mean embedding's one
-    Gaussian release (noise multiplier, sample rate 1, one step) when it is on."""
-    return ((config.mean_embedding_noise, 1.0, 1),) if config.mean_embedding > 0 else ()
+    release (its ledger entry) when it is on."""
+    if config.mean_embedding <= 0:
+        return ()
+    entry = release_entry(config, server_round=1)
+    return ((entry.noise_multiplier, entry.sample_rate, entry.steps),)
 
 
 def derive_noise_multiplier(config: RunConfig, num_examples: int, server_round: int = 1
