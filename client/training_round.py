@@ -18,6 +18,8 @@ import torch
 from client.data import SiteData
 from client.dp_training import resolve_device, train_locally
 from client.embedding_release import needs_release, release_entry, site_embedding
+from client.local_discriminator import (keep_discriminator, local_discriminator_path,
+                                        restore_discriminator)
 from client.noise_schedule import derive_noise_multiplier, sample_rate_for
 from client.privacy_ledger import LEDGER_FILE, LedgerEntry, PrivacyLedger, most_complete
 from client.site import SiteSettings
@@ -78,6 +80,9 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
 
     generator, discriminator = build_models(config)
     load_pair_state(generator, discriminator, global_weights)
+    kept_discriminator = local_discriminator_path(site.ledger_dir)
+    if config.local_discriminator:
+        restore_discriminator(discriminator, kept_discriminator)
     train_start = time.time()
     embedding = site_embedding(config, data, ledger, ledger_path(site), server_round)
     result = train_locally(generator, discriminator, data, config, noise_multiplier,
@@ -87,6 +92,8 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
     ledger.add(LedgerEntry(server_round, result.noise_multiplier, result.sample_rate,
                            result.steps))
     ledger.save(ledger_path(site))
+    if config.local_discriminator:
+        keep_discriminator(discriminator, kept_discriminator)
     # The round as planned: the budget check already composed this very history (a PRV
     # composition takes ~0.5 s, a sizeable share of a small site's round).
     epsilon = (next_epsilon if ledger.entries == planned_history

@@ -63,6 +63,7 @@ class RunConfig:
     base_channels: int = 32
     discriminator_channels: int = 0  # discriminator's base width (0 = base-channels)
     discriminator_frozen_blocks: int = 0  # first D conv blocks kept at their random init
+    local_discriminator: bool = False  # each site keeps its own D across rounds (not averaged)
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     generator_noise: bool = False  # per-pixel noise inputs with learned scales (StyleGAN)
     num_sites: int = 0  # > 1: site-conditional generator, one code per site-code; 0 = off
