@@ -9,7 +9,9 @@ labels split by Dirichlet(alpha = 1), epsilon 10 per site), ``centralized_dp`` (
 exactly those three sites' images, pooled into one ``.npz``; epsilon 10) and ``nonprivate`` (the
 3 federated sites with the privacy noise switched off: noise multiplier 1e-3 and clipping 1e4,
 which makes DP-SGD plain SGD, and the mean embedding released with noise 1e-3). On request, ``centralized_nonprivate``: the pooled images at one
-site without privacy noise, the recipe's ceiling. The number of rounds is chosen from a measured
+site without privacy noise, the recipe's ceiling; ``federated_dp_iid``: the pooled images split
+at random over 3 sites (each holds all three scanners), under DP: the same federation without the
+sites' differences. The number of rounds is chosen from a measured
 training-step time so that each run fits its budget (or given: ``--rounds``); the privacy noise
 is derived for exactly those rounds. Prints a table of the metrics of ``summary.json``, the
 ratios, and where each run's folder and sample grid are.
@@ -57,9 +59,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "nonprivate": {**FEDERATED, **NO_PRIVACY_NOISE},
     # not run by default: the recipe's ceiling (one site, all images, no noise)
     "centralized_nonprivate": {"sites": 1, **NO_PRIVACY_NOISE},
+    # not run by default: the same federation with IID sites (the pooled images split at random)
+    "federated_dp_iid": {"sites": FEDERATED_SITES, "alpha": 0.0},
 }
 DEFAULT_SETTINGS = ("federated_dp", "centralized_dp", "nonprivate")
-CENTRALIZED = ("centralized_dp", "centralized_nonprivate")  # train on the pooled file
+POOLED_DATA = ("centralized_dp", "centralized_nonprivate", "federated_dp_iid")  # pooled file
 
 
 def write_pooled_sites(path: Path, image_size: int = 32,
@@ -160,7 +164,9 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         print(f"{name:16s}" + "".join(
             f"{row[c]:15.3f}" if isinstance(row[c], float) else f"{row[c]!s:>15s}"
             for c in columns))
-    fed, central, open_, central_open = (results.get(k, {}) for k in SETTINGS)
+    fed, central, open_, central_open, fed_iid = (results.get(k, {}) for k in (
+        "federated_dp", "centralized_dp", "nonprivate", "centralized_nonprivate",
+        "federated_dp_iid"))
     print(f"cost of privacy: FRD {_ratio(fed.get('frd'), open_.get('frd'))} "
           f"(federated DP / non-private), TSTR/TRTR {_number(fed.get('tstr_over_trtr'))} vs "
           f"{_number(open_.get('tstr_over_trtr'))}")
@@ -171,6 +177,10 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
               f"{_ratio(central.get('frd'), central_open.get('frd'))} (centralized DP / "
               f"centralized non-private), coverage {_number(central.get('coverage'))} vs "
               f"{_number(central_open.get('coverage'))}")
+    if fed_iid:
+        print(f"cost of the sites' differences: FRD {_ratio(fed.get('frd'), fed_iid.get('frd'))} "
+              f"(federated DP / the same federation with IID sites), coverage "
+              f"{_number(fed.get('coverage'))} vs {_number(fed_iid.get('coverage'))}")
     for name, row in results.items():
         if row.get("spread"):
             print(f"{name}: over {len(row['per_seed'])} seeds, standard deviation " + ", ".join(
@@ -188,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS),
                         default=list(DEFAULT_SETTINGS),
                         help="run these (default: the first three; centralized_nonprivate is "
-                             "the recipe's ceiling: one site, all images, no privacy noise)")
+                             "the recipe's ceiling: one site, all images, no privacy noise; "
+                             "federated_dp_iid the federation without the sites' differences: "
+                             "the same images split at random over 3 sites)")
     parser.add_argument("--rounds", type=int,
                         help="this many rounds per run instead of what the budget allows")
     parser.add_argument("--eval-every", type=int,
@@ -212,11 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         extra: dict[str, dict[str, Any]] = {
             name: {"seed": seed, **({"eval-every": args.eval_every} if args.eval_every else {})}
             for name in args.settings}
-        if any(name in CENTRALIZED for name in args.settings):
+        if any(name in POOLED_DATA for name in args.settings):
             pooled = out / POOLED_FILE
             count = write_pooled_sites(pooled, seed=seed)
             print(f"pooled the federated sites' {count} images into {pooled}")
-            for name in set(CENTRALIZED) & set(args.settings):
+            for name in set(POOLED_DATA) & set(args.settings):
                 extra[name]["data"] = str(pooled.resolve())
         for name in args.settings:
             rounds = args.rounds or rounds_for_budget(args.minutes * 60, SETTINGS[name]["sites"],

@@ -121,3 +121,25 @@ def test_the_ceiling_setting_trains_on_the_pooled_file_with_given_rounds(tmp_pat
         assert rounds == 7 and extra["data"] == pooled and extra["eval-every"] == 3
     assert quality.SETTINGS["centralized_nonprivate"]["noise-multiplier"] == 1e-3
     assert "centralized_nonprivate" not in quality.DEFAULT_SETTINGS
+
+
+def test_the_iid_federation_splits_the_pooled_file_at_random_and_its_cost_is_printed(
+        tmp_path, monkeypatch, capsys):
+    calls = {}
+
+    def fake_run(name, rounds, out, **extra):
+        calls[name] = extra
+        frd = {"federated_dp": 40.0, "federated_dp_iid": 20.0}[name]
+        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
+                "samples": "s.png", **{k: 0.5 for k in quality.METRICS}, "frd": frd}
+
+    monkeypatch.setattr(quality, "run_setting", fake_run)
+    monkeypatch.setattr(quality, "step_seconds", lambda config: 0.01)
+    monkeypatch.setattr(quality, "write_pooled_sites", lambda path, seed: 60)
+    assert quality.main(["--out", str(tmp_path), "--settings", "federated_dp",
+                         "federated_dp_iid", "--rounds", "2"]) == 0
+    assert calls["federated_dp_iid"]["data"] == str((tmp_path / quality.POOLED_FILE).resolve())
+    assert "data" not in calls["federated_dp"]  # the phantom sites, each its own scanner
+    assert quality.SETTINGS["federated_dp_iid"]["sites"] == 3
+    assert quality.SETTINGS["federated_dp_iid"]["alpha"] == 0.0  # IID split
+    assert "cost of the sites' differences: FRD 2.00x" in capsys.readouterr().out
