@@ -82,7 +82,7 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
     load_pair_state(generator, discriminator, global_weights)
     kept_discriminator = local_discriminator_path(site.ledger_dir)
     if config.local_discriminator:
-        restore_discriminator(discriminator, kept_discriminator)
+        restore_discriminator(discriminator, kept_discriminator, server_round)
     train_start = time.time()
     embedding = site_embedding(config, data, ledger, ledger_path(site), server_round)
     result = train_locally(generator, discriminator, data, config, noise_multiplier,
@@ -93,7 +93,7 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
                            result.steps))
     ledger.save(ledger_path(site))
     if config.local_discriminator:
-        keep_discriminator(discriminator, kept_discriminator)
+        keep_discriminator(discriminator, kept_discriminator, server_round)
     # The round as planned: the budget check already composed this very history (a PRV
     # composition takes ~0.5 s, a sizeable share of a small site's round).
     epsilon = (next_epsilon if ledger.entries == planned_history

@@ -35,22 +35,27 @@ def fresh_weights(config, seed):
     return pair_state(*build_models(config))
 
 
-def test_kept_weights_round_trip_and_a_bad_file_is_named(tmp_path):
+def test_kept_weights_round_trip_only_into_the_next_round_and_a_bad_file_is_named(tmp_path):
     config = RunConfig(image_size=16, base_channels=8)
     path = local_discriminator_path(tmp_path / "site-0")
     _, discriminator = build_models(config)
-    assert not restore_discriminator(discriminator, path)  # nothing kept yet
-    keep_discriminator(discriminator, path)
+    assert not restore_discriminator(discriminator, path, 2)  # nothing kept yet
+    keep_discriminator(discriminator, path, server_round=1)
     _, other = build_models(config)
-    assert restore_discriminator(other, path)
+    before = [v.clone() for v in other.state_dict().values()]
+    # a missed round, or another run's file: the federation's discriminator stays
+    assert not restore_discriminator(other, path, 3)
+    assert not restore_discriminator(other, path, 1)
+    assert all(torch.equal(a, b) for a, b in zip(before, other.state_dict().values()))
+    assert restore_discriminator(other, path, 2)
     for a, b in zip(discriminator.state_dict().values(), other.state_dict().values()):
         assert torch.equal(a, b)
     _, wider = build_models(config.replace(base_channels=16))
     with pytest.raises(ValueError, match="discriminator.pt.*does not fit"):
-        restore_discriminator(wider, path)
+        restore_discriminator(wider, path, 2)
     path.write_bytes(b"not a tensor file")
     with pytest.raises(ValueError, match="discriminator.pt.*unreadable"):
-        restore_discriminator(other, path)
+        restore_discriminator(other, path, 2)
 
 
 @pytest.mark.parametrize("local", [True, False])
