@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 
 from client.data import SiteData
 from client.privacy_ledger import MEAN_EMBEDDING, LedgerEntry, PrivacyLedger
+from client.state_files import torch_save_atomically
 from medgan_models.config import RunConfig
 from medgan_models.mean_embedding import (
     MeanEmbedding,
@@ -75,7 +75,7 @@ def site_embedding(config: RunConfig, data: SiteData, ledger: PrivacyLedger,
         ledger.save(ledger_file)
         secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
         embedding = make_release(config, data, noise=secret)
-        _save(path, embedding)
+        torch_save_atomically({"means": embedding.means, "weights": embedding.weights}, path)
         return embedding
     try:
         saved = torch.load(path, weights_only=True)
@@ -83,12 +83,3 @@ def site_embedding(config: RunConfig, data: SiteData, ledger: PrivacyLedger,
     except (OSError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as error:
         raise ValueError(f"mean-embedding release {path} is unreadable ({error}); delete it "
                          "to make a new one (the ledger will record that release too)") from None
-
-
-def _save(path: Path, embedding: MeanEmbedding) -> None:
-    """Write atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".embedding-", suffix=".pt")
-    os.close(fd)
-    torch.save({"means": embedding.means, "weights": embedding.weights}, tmp)
-    os.replace(tmp, path)

@@ -11,13 +11,13 @@ privacy; they stay in the site's state folder, beside its privacy ledger.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from client.state_files import torch_save_atomically
 
 DISCRIMINATOR_FILE = "discriminator.pt"
 
@@ -47,9 +47,5 @@ def restore_discriminator(discriminator: nn.Module, path: Path, server_round: in
 
 def keep_discriminator(discriminator: nn.Module, path: Path, server_round: int) -> None:
     """Save the site's discriminator after ``server_round``, atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".discriminator-", suffix=".pt")
-    os.close(fd)
     weights = {k: v.detach().cpu() for k, v in discriminator.state_dict().items()}
-    torch.save({"round": server_round, "weights": weights}, tmp)
-    os.replace(tmp, path)
+    torch_save_atomically({"round": server_round, "weights": weights}, path)
