@@ -18,7 +18,7 @@ import torch
 
 from client.data import SiteData
 from client.privacy_ledger import MEAN_EMBEDDING, LedgerEntry, PrivacyLedger
-from client.state_files import torch_save_atomically
+from medgan_models.state_files import torch_save_atomically
 from medgan_models.config import RunConfig
 from medgan_models.mean_embedding import (
     MeanEmbedding,

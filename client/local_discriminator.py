@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from client.state_files import torch_save_atomically
+from medgan_models.state_files import torch_save_atomically
 
 DISCRIMINATOR_FILE = "discriminator.pt"
 

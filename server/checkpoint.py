@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from medgan_models.state_files import torch_save_atomically
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"round_(\d+)\.pt$")
@@ -44,10 +45,7 @@ def checkpoint_path(run_dir: Path, server_round: int) -> Path:
 def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> Path:
     """Write the round's checkpoint via a temp file + rename: never a half-written file."""
     path = checkpoint_path(run_dir, checkpoint.round)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(asdict(checkpoint), tmp)
-    os.replace(tmp, path)
+    torch_save_atomically(asdict(checkpoint), path)
     return path
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from client.state_files import torch_save_atomically
+from medgan_models.state_files import torch_save_atomically
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp_file(tmp_path):

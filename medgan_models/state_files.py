@@ -1,5 +1,5 @@
-"""Writing a site's state files (kept releases, a kept discriminator) so a crash never leaves
-half a file: write beside it, then rename over it."""
+"""Writing state files (a site's kept release and discriminator, the server's checkpoints) so
+a crash never leaves half a file: write beside it, then rename over it."""
 
 from __future__ import annotations
 
