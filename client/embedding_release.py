@@ -75,11 +75,13 @@ def site_embedding(config: RunConfig, data: SiteData, ledger: PrivacyLedger,
         ledger.save(ledger_file)
         secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
         embedding = make_release(config, data, noise=secret)
-        torch_save_atomically({"means": embedding.means, "weights": embedding.weights}, path)
+        torch_save_atomically({"means": embedding.means, "weights": embedding.weights,
+                               "counts": embedding.counts}, path)
         return embedding
     try:
         saved = torch.load(path, weights_only=True)
-        return MeanEmbedding(feature_map(config), saved["means"], saved["weights"])
+        return MeanEmbedding(feature_map(config), saved["means"], saved["weights"],
+                             saved.get("counts"))
     except (OSError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as error:
         raise ValueError(f"mean-embedding release {path} is unreadable ({error}); delete it "
                          "to make a new one (the ledger will record that release too)") from None

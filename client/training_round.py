@@ -25,7 +25,7 @@ from client.privacy_ledger import LEDGER_FILE, LedgerEntry, PrivacyLedger, most_
 from client.site import SiteSettings
 from medgan_models.config import RunConfig
 from medgan_models.networks import build_models
-from medgan_models.protocol import BUDGET_EXHAUSTED, SITE_CODE, TRAINED
+from medgan_models.protocol import BUDGET_EXHAUSTED, SITE_CODE, TRAINED, class_examples_metrics
 from medgan_models.weights import load_pair_state, pair_state
 
 
@@ -107,6 +107,11 @@ def train_round(global_weights: dict[str, np.ndarray | torch.Tensor], server_rou
         "train-seconds": result.seconds,
         "train-start": train_start,  # wall clock, for the server's timing breakdown
         "train-end": time.time(),
+        # for the generator's per-class draw of sites: the release's noisy class counts (DP
+        # post-processing, no new privacy cost)
+        **(class_examples_metrics(embedding.counts.numpy())
+           if config.site_conditional and embedding is not None
+           and embedding.counts is not None else {}),
     }
     message = f"{site.site_id}: trained {result.steps} DP steps, epsilon {epsilon:.3f}"
     return RoundOutcome(TRAINED, message, metrics, ledger, pair_state(generator, discriminator))

@@ -49,15 +49,20 @@ class MeanEmbedding(nn.Module):
     """Noisy class-wise means of a site's image features, and the generator's loss to them."""
 
     def __init__(self, features: RandomFourierFeatures, means: torch.Tensor,
-                 weights: torch.Tensor) -> None:
+                 weights: torch.Tensor, counts: torch.Tensor | None = None) -> None:
         super().__init__()
         dim = features.frequencies.shape[1] * 2
         if means.ndim != 2 or means.shape[1] != dim or weights.shape != means.shape[:1]:
             raise ValueError(f"a mean embedding of shape {tuple(means.shape)} (weights "
                              f"{tuple(weights.shape)}) does not fit {dim} random features")
+        if counts is not None and counts.shape != weights.shape:
+            raise ValueError(f"{tuple(counts.shape)} class counts for {len(weights)} classes")
         self.features = features
         self.register_buffer("means", means.float())
         self.register_buffer("weights", weights.float())
+        # the release's noisy image count per class (>= 0); None for a release kept by an
+        # older version, which stored only the weights
+        self.counts = counts.float().clamp(min=0) if counts is not None else None
 
     @classmethod
     def from_sums(cls, features: RandomFourierFeatures, sums: torch.Tensor,
@@ -66,10 +71,11 @@ class MeanEmbedding(nn.Module):
         weighs its share of the images, or nothing when the noise added to its mean has an
         expected norm above ``MAX_NOISE_NORM`` (too few images for the noise: its mean would be
         mostly noise, a target no image distribution can reach)."""
+        noisy = counts
         counts = counts.clamp(min=1.0)
         noise_norm = noise_multiplier * math.sqrt(sums.shape[1]) / counts
         weights = torch.where(noise_norm <= MAX_NOISE_NORM, counts, torch.zeros_like(counts))
-        return cls(features, sums / counts[:, None], weights / counts.sum())
+        return cls(features, sums / counts[:, None], weights / counts.sum(), noisy)
 
     def loss(self, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Sum over classes (weighted by their noisy share; 0 for a class too small for the

@@ -62,8 +62,10 @@ class Generator(nn.Module):
 
     With ``num_sites`` > 1 it is also site-conditional: a learned code per site (its scanner's
     look) multiplies the latent code like the label embedding. The buffer ``site_examples``
-    holds each site's training-set size (set by the server, zero until a site trained); a call
-    without ``sites`` draws them in proportion to it, so the model samples the federation's mix.
+    (num_sites, classes) holds each site's number of training images per class (set by the
+    server, zero until a site trained); a call without ``sites`` draws each image's site in
+    proportion to its class's column, so the model samples the federation's mix and never asks
+    a site's code for a class that site has (next to) no images of.
     """
 
     def __init__(self, image_size: int = 32, channels: int = 1, latent_dim: int = 64,
@@ -80,7 +82,7 @@ class Generator(nn.Module):
         self.label_embedding = nn.Embedding(num_classes, latent_dim) if num_classes > 1 else None
         self.site_embedding = nn.Embedding(num_sites, latent_dim) if num_sites > 1 else None
         if self.site_embedding is not None:
-            self.register_buffer("site_examples", torch.zeros(num_sites))
+            self.register_buffer("site_examples", torch.zeros(num_sites, max(num_classes, 1)))
         top = _width(base_channels, blocks - 1)
         self.project = nn.Sequential(
             nn.Linear(latent_dim, top * 16, bias=False),
@@ -113,17 +115,37 @@ class Generator(nn.Module):
             z = z * self.label_embedding(labels)
         if self.site_embedding is not None:
             if sites is None:
-                sites = self.draw_sites(z.shape[0])
+                sites = self.draw_sites(z.shape[0], labels)
             z = z * self.site_embedding(sites.to(z.device))
         return self.body(self.project(z))
 
-    def draw_sites(self, n: int) -> torch.Tensor:
-        """``n`` site indices drawn (global RNG) in proportion to the sites' training-set
-        sizes; uniformly before any site reported one."""
-        weights = self.site_examples.float().clamp(min=0)
-        if not torch.isfinite(weights).all() or weights.sum() <= 0:
-            weights = torch.ones_like(weights)
-        return torch.multinomial(weights.cpu(), n, replacement=True)
+    def draw_sites(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` site indices drawn (global RNG): for image i in proportion to the sites'
+        images of class ``labels[i]``; without labels, or for a class no site reported, in
+        proportion to their training-set sizes; uniformly before any site reported one."""
+        table = self.site_examples.detach().float().cpu().clamp(min=0)
+        if not torch.isfinite(table).all():
+            table = torch.zeros_like(table)
+        sizes = table.sum(dim=1)
+        if sizes.sum() <= 0:
+            sizes = torch.ones_like(sizes)
+        if labels is None or table.shape[1] == 1:
+            return torch.multinomial(sizes, n, replacement=True)
+        per_class = table[:, labels.detach().cpu().long()].T  # (n, num_sites)
+        unknown = per_class.sum(dim=1) <= 0
+        per_class[unknown] = sizes
+        return torch.multinomial(per_class, 1).squeeze(1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Older checkpoints hold one training-set size per site: spread it evenly over the
+        classes (the same draws as before, per class and overall)."""
+        key = prefix + "site_examples"
+        if self.site_embedding is not None and key in state_dict:
+            saved = torch.as_tensor(state_dict[key])
+            if saved.ndim == 1 and saved.shape[0] == self.num_sites:
+                classes = self.site_examples.shape[1]
+                state_dict[key] = saved[:, None].expand(-1, classes) / classes
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Discriminator(nn.Module):

@@ -1,10 +1,15 @@
 """The message layout both sides agree on: record names and a site's round statuses."""
 
+from __future__ import annotations
+
+import numpy as np
+
 ARRAYS = "arrays"  # ArrayRecord: generator + discriminator weights
 METRICS = "metrics"  # MetricRecord: num-examples, epsilon, delta, losses, DP-SGD parameters
 SITE = "site"  # ConfigRecord: site-id, status, message
 CONFIG = "config"  # ConfigRecord sent by the server: server-round
 SITE_CODE = "site-code"  # metric: a site's index into a site-conditional generator
+CLASS_EXAMPLES = "class-examples"  # metrics class-examples.<c>: a site's (noisy) images per class
 
 TRAINED = "trained"
 BUDGET_EXHAUSTED = "budget-exhausted"
@@ -32,3 +37,16 @@ def stats_from_arrays(arrays: dict, counts: dict) -> dict:
     names = {key.rsplit(".", 1)[0] for key in arrays}
     return {name: FeatureStats(int(counts[f"{name}.count"]), arrays[f"{name}.mean"],
                                arrays[f"{name}.cov"]) for name in names}
+
+
+def class_examples_metrics(counts: np.ndarray) -> dict[str, float]:
+    """Per-class image counts as metrics ``class-examples.<c>``."""
+    return {f"{CLASS_EXAMPLES}.{c}": float(n) for c, n in enumerate(counts)}
+
+
+def class_examples(metrics: dict, num_classes: int) -> np.ndarray | None:
+    """The per-class counts of :func:`class_examples_metrics`; None unless all are there."""
+    keys = [f"{CLASS_EXAMPLES}.{c}" for c in range(num_classes)]
+    if not all(k in metrics for k in keys):
+        return None
+    return np.array([float(metrics[k]) for k in keys])

@@ -29,7 +29,7 @@ from server.metrics_plot import METRICS_PLOT, plot_metrics
 from server.run_records import RunRecorder, round_record
 from server.server_optimizer import (ServerOptimizer, ema_decay, ema_update,
                                      make_server_optimizer)
-from server.site_codes import SiteCodeConflict, take_site_rows
+from server.site_codes import SiteCodeConflict, take_site_rows, upgrade_site_examples
 from server.strategy import DPGanFedAvg, RoundReport
 
 log = logging.getLogger("medgan.server")
@@ -63,11 +63,15 @@ def initial_state(config: RunConfig) -> RunState:
             raise FileNotFoundError(f"--resume {config.resume}: no checkpoints/round_*.pt there")
         ckpt = load_checkpoint(path)
         log.info("resuming from %s (round %d done)", path, ckpt.round)
-        return RunState(ckpt.round + 1, ckpt.weights, dict(ckpt.site_epsilons),
-                        set(ckpt.excluded_sites), ckpt.seconds,
-                        {k: v.numpy() for k, v in ckpt.generator_ema.items()} or None,
+        classes = config.num_classes if config.conditional else 1
+        ema = upgrade_site_examples(ckpt.generator_ema, classes)
+        server_state = {name: upgrade_site_examples(part, classes)
+                        for name, part in ckpt.server_state.items()}
+        return RunState(ckpt.round + 1, upgrade_site_examples(ckpt.weights, classes),
+                        dict(ckpt.site_epsilons), set(ckpt.excluded_sites), ckpt.seconds,
+                        {k: v.numpy() for k, v in ema.items()} or None,
                         {name: {k: v.numpy() for k, v in part.items()}
-                         for name, part in ckpt.server_state.items()})
+                         for name, part in server_state.items()})
     torch.manual_seed(config.seed)
     generator, discriminator = build_models(config)
     return RunState(1, pair_state(generator, discriminator), {}, set(), 0.0)
@@ -113,15 +117,14 @@ def wait_for_sites(grid: Grid, strategy: DPGanFedAvg, min_sites: int, timeout: f
 
 
 def write_sample_grid(weights: dict[str, torch.Tensor], config: RunConfig, path: Path) -> Path:
-    """Samples of the aggregated generator from FIXED noise, one block per class; with a
-    site-conditional generator each row is one site's code (rows cycle through the sites)."""
+    """Samples of the aggregated generator from FIXED noise, one block per class; a
+    site-conditional generator draws each image's site as when sampling (seeded, in proportion
+    to the sites' images of its class: a site's code is not asked for a class it lacks)."""
     generator = generator_from_state(weights, config)
     per_class = SAMPLES_PER_CLASS if config.conditional else 64
     labels = class_labels(config.num_classes, per_class)
     count = len(labels) if labels is not None else per_class
-    sites = (torch.arange(count) % per_class // GRID_COLUMNS % config.num_sites
-             if config.site_conditional else None)
-    images = sample_images(generator, labels, count, seed=config.seed, sites=sites)
+    images = sample_images(generator, labels, count, seed=config.seed)
     return save_image_grid(images, path, columns=GRID_COLUMNS, group_size=per_class)
 
 

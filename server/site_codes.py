@@ -4,16 +4,21 @@ A site trains only its own code (the row of ``generator.site_embedding`` at its 
 ``site-code``, by default its partition-id), so averaging would shrink every code's update by
 the site's share of the examples, and a median or trimmed mean would never move it at all.
 The server therefore takes each row from the site that owns it, as that site sent it (after
-aggregation and any server optimiser step), and records the site's training-set size in
-``generator.site_examples``: the released generator draws sites in that proportion.
+aggregation and any server optimiser step), and records the site's images per class in
+``generator.site_examples``: the released generator draws each image's site in proportion to
+its class's column. A site with a mean embedding reports its per-class counts as
+``class-examples.<c>``: the noisy counts of that release (post-processing of a DP release, no
+new privacy cost; the noise's standard deviation is ``mean-embedding-noise`` x 1.4 images). A
+site without one is counted as its size spread evenly over the classes.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from flwr.app import Array, ArrayRecord
 
-from medgan_models.protocol import SITE_CODE
+from medgan_models.protocol import SITE_CODE, class_examples
 from medgan_models.weights import GENERATOR_PREFIX
 from server.reply_validation import SiteReply
 
@@ -46,14 +51,34 @@ def owners(replies: list[SiteReply], num_sites: int) -> dict[int, SiteReply]:
 
 def take_site_rows(arrays: ArrayRecord, replies: list[SiteReply], num_sites: int
                    ) -> ArrayRecord:
-    """``arrays`` with each trained site's own code row and training-set size replaced."""
+    """``arrays`` with each trained site's own code row and images per class replaced."""
     owned = owners(replies, num_sites)
     embedding = arrays[EMBEDDING_KEY].numpy().copy()
     examples = arrays[EXAMPLES_KEY].numpy().copy()
     for code, reply in owned.items():
         embedding[code] = reply.weights[EMBEDDING_KEY][code]
-        examples[code] = reply.num_examples
+        examples[code] = site_class_examples(reply, examples.shape[1])
     out = dict(arrays.items())
     out[EMBEDDING_KEY] = Array(np.ascontiguousarray(embedding))
     out[EXAMPLES_KEY] = Array(np.ascontiguousarray(examples))
     return ArrayRecord(out)
+
+
+def site_class_examples(reply: SiteReply, num_classes: int) -> np.ndarray:
+    """A site's images per class: its reported ``class-examples.<c>`` (negative noise clipped
+    to 0), or its size spread evenly when it reported none."""
+    reported = class_examples(reply.metrics, num_classes)
+    if reported is None:
+        return np.full(num_classes, reply.num_examples / num_classes, dtype=np.float32)
+    return np.clip(reported, 0.0, None).astype(np.float32)
+
+
+def upgrade_site_examples(state: dict[str, torch.Tensor], num_classes: int
+                          ) -> dict[str, torch.Tensor]:
+    """``state`` (a checkpoint's weights) with an older one-size-per-site ``site_examples``
+    spread evenly over ``num_classes`` columns, as the generator now holds it."""
+    old = state.get(EXAMPLES_KEY)
+    if old is None or old.ndim != 1:
+        return state
+    columns = max(num_classes, 1)
+    return {**state, EXAMPLES_KEY: old[:, None].expand(-1, columns).float() / columns}

@@ -47,7 +47,7 @@ def generate(run: Path, n: int, out: Path, label: int | None = None, seed: int =
         labels = torch.full((n,), label) if label is not None else per_class[:n]
     elif label is not None:
         raise ValueError("--label given, but this model is unconditional")
-    sites = site_codes(generator, n, site, seed)
+    sites = site_codes(generator, n, site, seed, labels)
     images = sample_images(generator, labels, n, seed=seed, device=resolve_device(device),
                            sites=sites)
     pixels = to_uint8(images)
@@ -74,10 +74,10 @@ def generate(run: Path, n: int, out: Path, label: int | None = None, seed: int =
     return out
 
 
-def site_codes(generator: Generator, n: int, site: int | None, seed: int
-               ) -> torch.Tensor | None:
+def site_codes(generator: Generator, n: int, site: int | None, seed: int,
+               labels: torch.Tensor | None = None) -> torch.Tensor | None:
     """The site index of each image for a site-conditional generator (None otherwise):
-    ``site`` for all, or drawn (seeded) in proportion to the sites' training-set sizes."""
+    ``site`` for all, or drawn (seeded) in proportion to the sites' images of its label."""
     if generator.site_embedding is None:
         if site is not None:
             raise ValueError("--site given, but this model is not site-conditional "
@@ -89,4 +89,4 @@ def site_codes(generator: Generator, n: int, site: int | None, seed: int
         return torch.full((n,), site)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return generator.draw_sites(n)
+        return generator.draw_sites(n, labels)

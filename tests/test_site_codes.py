@@ -14,13 +14,14 @@ from client.site import site_config
 from client.training_round import train_round
 from medgan_models.config import ConfigError, RunConfig
 from medgan_models.networks import build_models
-from medgan_models.protocol import SITE_CODE
+from medgan_models.protocol import CLASS_EXAMPLES, SITE_CODE, class_examples, class_examples_metrics
 from medgan_models.sampling import sample_images
-from medgan_models.weights import pair_state
+from medgan_models.weights import load_pair_state, pair_state
 from server.checkpoint import load_checkpoint
 from server.federation import run_federation
 from server.reply_validation import SiteReply
-from server.site_codes import EMBEDDING_KEY, EXAMPLES_KEY, SiteCodeConflict, take_site_rows
+from server.site_codes import (EMBEDDING_KEY, EXAMPLES_KEY, SiteCodeConflict, take_site_rows,
+                               upgrade_site_examples)
 from simulation.cli import main
 from simulation.evaluate import evaluate_run
 from simulation.generate import generate
@@ -41,10 +42,11 @@ def test_each_site_code_draws_its_own_images_and_the_mix_follows_site_sizes():
     z, labels = torch.randn(4, 16), torch.zeros(4, dtype=torch.long)
     by_site = [generator(z, labels, torch.full((4,), s)) for s in range(3)]
     assert not torch.allclose(by_site[0], by_site[1])
-    generator.site_examples.copy_(torch.tensor([0.0, 50.0, 0.0]))  # only site 1 trained
-    assert generator.draw_sites(200).eq(1).all()
+    assert generator.site_examples.shape == (3, 2)  # sites x classes
+    generator.site_examples.copy_(torch.tensor([[0.0, 0.0], [30.0, 20.0], [0.0, 0.0]]))
+    assert generator.draw_sites(200).eq(1).all()  # only site 1 trained
     torch.testing.assert_close(generator(z, labels), by_site[1])  # no sites given: the mix
-    generator.site_examples.copy_(torch.tensor([100.0, 300.0, 0.0]))
+    generator.site_examples.copy_(torch.tensor([[50.0, 50.0], [150.0, 150.0], [0.0, 0.0]]))
     drawn = torch.bincount(generator.draw_sites(4000), minlength=3).float() / 4000
     assert drawn[2] == 0 and abs(drawn[1] - 0.75) < 0.03
     # the same seed gives the same images, sites included
@@ -52,6 +54,35 @@ def test_each_site_code_draws_its_own_images_and_the_mix_follows_site_sizes():
     torch.testing.assert_close(a, sample_images(generator, torch.zeros(20, dtype=torch.long),
                                                 20, seed=3))
     assert "site_examples" in generator.state_dict()
+
+
+def test_each_images_site_is_drawn_from_the_sites_images_of_its_class():
+    generator, _ = build_models(CONFIG)
+    # site 2 holds no image of class 1, site 0 none of class 0
+    generator.site_examples.copy_(torch.tensor([[0.0, 100.0], [100.0, 100.0], [300.0, 0.0]]))
+    labels = torch.tensor([0, 1]).repeat(3000)
+    sites = generator.draw_sites(len(labels), labels)
+    class0, class1 = sites[labels == 0], sites[labels == 1]
+    assert not class0.eq(0).any() and not class1.eq(2).any()
+    assert abs(class0.eq(2).float().mean() - 0.75) < 0.03
+    assert abs(class1.eq(1).float().mean() - 0.5) < 0.04
+    # a class no site reported any image of: drawn by the sites' sizes
+    generator.site_examples.copy_(torch.tensor([[0.0, 0.0], [100.0, 0.0], [300.0, 0.0]]))
+    drawn = generator.draw_sites(4000, torch.ones(4000, dtype=torch.long))
+    assert not drawn.eq(0).any() and abs(drawn.eq(2).float().mean() - 0.75) < 0.03
+
+
+def test_an_older_checkpoint_with_one_size_per_site_loads_spread_over_the_classes():
+    generator, discriminator = build_models(CONFIG)
+    state = pair_state(generator, discriminator)
+    state[EXAMPLES_KEY] = torch.tensor([100.0, 300.0, 0.0])  # before sizes per class
+    fresh, _ = build_models(CONFIG)
+    load_pair_state(fresh, build_models(CONFIG)[1], state)
+    torch.testing.assert_close(fresh.site_examples,
+                               torch.tensor([[50.0, 50.0], [150.0, 150.0], [0.0, 0.0]]))
+    upgraded = upgrade_site_examples(state, 2)  # a resumed run's weights
+    torch.testing.assert_close(upgraded[EXAMPLES_KEY], fresh.site_examples)
+    assert upgrade_site_examples(upgraded, 2) is upgraded
 
 
 def test_unconditional_run_has_no_site_code():
@@ -67,6 +98,19 @@ def test_a_round_trains_and_reports_the_node_configs_site_code(tmp_path):
     assert outcome.metrics[SITE_CODE] == 2
     moved = (outcome.weights[EMBEDDING_KEY] - weights[EMBEDDING_KEY]).abs().sum(dim=1)
     assert moved[2] > 0 and moved[0] == 0 and moved[1] == 0
+    assert not any(k.startswith(CLASS_EXAMPLES) for k in outcome.metrics)  # no release
+
+
+def test_a_site_with_a_mean_embedding_reports_its_releases_class_counts(tmp_path):
+    # a release with next to no noise (and a budget to match), so its counts are the true ones
+    run = {**CONFIG.to_mapping(), "out-dir": str(tmp_path), "mean-embedding": 10.0,
+           "mean-embedding-noise": 0.05, "mean-embedding-features": 64, "accountant": "rdp",
+           "noise-multiplier": 1.0, "max-epsilon": 1e6}
+    config, site = site_config(run, {"partition-id": 1, "num-partitions": 3})
+    data = site_data(40)
+    outcome = train_round(pair_state(*build_models(config)), 1, config, site, data)
+    reported = class_examples(outcome.metrics, 2)
+    np.testing.assert_allclose(reported, np.bincount(data.labels, minlength=2), atol=0.5)
 
 
 def test_a_site_trains_only_its_own_code():
@@ -95,15 +139,17 @@ def test_a_site_code_beyond_num_sites_is_a_config_error():
         CONFIG.replace(num_sites=-1)
 
 
-def _reply(site: int, code: int | None, examples: int, state: dict) -> SiteReply:
-    metrics = {"num-examples": examples, "epsilon": 1.0}
+def _reply(site: int, code: int | None, examples: int, state: dict,
+           per_class: list[float] | None = None) -> SiteReply:
+    metrics = {"num-examples": examples, "epsilon": 1.0,
+               **(class_examples_metrics(np.array(per_class)) if per_class else {})}
     if code is not None:
         metrics[SITE_CODE] = code
     return SiteReply(site, f"site-{site}", "trained", "", metrics,
                      {k: v.numpy() for k, v in state.items()})
 
 
-def test_server_takes_each_code_from_its_owner_and_records_site_sizes():
+def test_server_takes_each_code_from_its_owner_and_records_its_images_per_class():
     generator, discriminator = build_models(CONFIG)
     reference = pair_state(generator, discriminator)
     sent = []
@@ -114,13 +160,14 @@ def test_server_takes_each_code_from_its_owner_and_records_site_sizes():
     # what FedAvg made of it: each owned row moved by only its site's share
     aggregate = ArrayRecord({k: Array(((sent[0][k] + sent[1][k]) / 2).numpy())
                              for k in reference})
-    replies = [_reply(7, 0, 100, sent[0]), _reply(9, 2, 300, sent[1])]
+    # site 0 reports no class counts (no mean embedding), site 2 its noisy ones
+    replies = [_reply(7, 0, 100, sent[0]), _reply(9, 2, 300, sent[1], [302.5, -1.5])]
     merged = take_site_rows(aggregate, replies, 3)
     embedding = merged[EMBEDDING_KEY].numpy()
     np.testing.assert_allclose(embedding[0], reference[EMBEDDING_KEY][0].numpy() + 1.0)
     np.testing.assert_allclose(embedding[2], reference[EMBEDDING_KEY][2].numpy() + 3.0)
     np.testing.assert_allclose(embedding[1], reference[EMBEDDING_KEY][1].numpy())
-    np.testing.assert_array_equal(merged[EXAMPLES_KEY].numpy(), [100, 0, 300])
+    np.testing.assert_array_equal(merged[EXAMPLES_KEY].numpy(), [[50, 50], [0, 0], [302.5, 0]])
     assert list(merged.keys()) == list(aggregate.keys())
 
 
@@ -157,7 +204,8 @@ def test_a_site_conditional_run_records_site_sizes_and_generates_each_sites_look
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     sizes = [record["clients"][f"site-{i}"]["num_examples"] for i in range(2)]
     weights = load_checkpoint(run / "checkpoints" / "round_001.pt").weights
-    np.testing.assert_array_equal(weights[EXAMPLES_KEY].numpy(), sizes)
+    # the noisy class counts of each site's mean-embedding release (noise sd ~7 per class)
+    np.testing.assert_allclose(weights[EXAMPLES_KEY].numpy().sum(axis=1), sizes, atol=50)
     assert set(record["metrics"]["sites"]) == {"site-0", "site-1"}
     # `medgan evaluate` asks each site's own code, as the run's evaluation did
     assert evaluate_run(run)["metrics"]["sites"] == record["metrics"]["sites"]
