@@ -137,15 +137,19 @@ class Generator(nn.Module):
         return torch.multinomial(per_class, 1).squeeze(1)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        """Older checkpoints hold one training-set size per site: spread it evenly over the
-        classes (the same draws as before, per class and overall)."""
+        """Older checkpoints hold one training-set size per site: spread it over the classes."""
         key = prefix + "site_examples"
         if self.site_embedding is not None and key in state_dict:
             saved = torch.as_tensor(state_dict[key])
             if saved.ndim == 1 and saved.shape[0] == self.num_sites:
-                classes = self.site_examples.shape[1]
-                state_dict[key] = saved[:, None].expand(-1, classes) / classes
+                state_dict[key] = spread_over_classes(saved, self.site_examples.shape[1])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def spread_over_classes(sizes: torch.Tensor, classes: int) -> torch.Tensor:
+    """One training-set size per site (older checkpoints) as (sites, classes) counts, spread
+    evenly: the same draws of sites as before, per class and overall."""
+    return sizes.float()[:, None].expand(-1, classes) / classes
 
 
 class Discriminator(nn.Module):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord
 
+from medgan_models.networks import spread_over_classes
 from medgan_models.protocol import SITE_CODE, class_examples
 from medgan_models.weights import GENERATOR_PREFIX
 from server.reply_validation import SiteReply
@@ -80,5 +81,4 @@ def upgrade_site_examples(state: dict[str, torch.Tensor], num_classes: int
     old = state.get(EXAMPLES_KEY)
     if old is None or old.ndim != 1:
         return state
-    columns = max(num_classes, 1)
-    return {**state, EXAMPLES_KEY: old[:, None].expand(-1, columns).float() / columns}
+    return {**state, EXAMPLES_KEY: spread_over_classes(old, max(num_classes, 1))}
