@@ -19,11 +19,12 @@ from flwr.clientapp import ClientApp
 
 from client.data import SiteData
 from client.privacy_ledger import PrivacyLedger
-from client.site import SiteSettings, site_config, train_and_holdout
+from client.site import SiteSettings, site_config, site_info, train_and_holdout
 from client.site_evaluation import evaluate_generator, real_statistics_record
 from client.training_round import round_seed, train_round
 from medgan_models.config import ConfigError, RunConfig
-from medgan_models.protocol import ARRAYS, CONFIG, ERROR, METRICS, REAL_STATS, SITE
+from medgan_models.protocol import (ARRAYS, CONFIG, ERROR, METRICS, NUM_SITES, REAL_STATS, SITE,
+                                    SITE_INFO)
 
 LEDGER_STATE_KEY = "privacy-ledger"
 log = logging.getLogger("medgan.client")
@@ -44,10 +45,13 @@ def _error_reply(msg: Message, site_id: str, error: Exception) -> Message:
     return Message(RecordDict({SITE: info}), reply_to=msg)
 
 
-def _site(context: Context, overrides: Mapping[str, Any] | None
+def _site(msg: Message, context: Context, overrides: Mapping[str, Any] | None
           ) -> tuple[RunConfig, SiteSettings, SiteData, SiteData]:
-    """The run config, the site, and its (training, held-out) images."""
-    config, site = site_config(context.run_config, context.node_config, overrides)
+    """The run config (num-sites as the server resolved it), the site, and its (training,
+    held-out) images."""
+    resolved = msg.content[CONFIG].get(NUM_SITES)
+    config, site = site_config(context.run_config, context.node_config, overrides,
+                               int(resolved) if resolved is not None else None)
     return (config, site, *train_and_holdout(config, site))
 
 
@@ -59,7 +63,7 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     def train(msg: Message, context: Context) -> Message:
         site_id = f"site-{context.node_config.get('partition-id', context.node_id)}"
         try:
-            config, site, train_data, _ = _site(context, overrides)
+            config, site, train_data, _ = _site(msg, context, overrides)
             site_id = site.site_id
             state_ledger = None
             if LEDGER_STATE_KEY in context.state:
@@ -83,11 +87,18 @@ def build_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     def evaluate(msg: Message, context: Context) -> Message:
         site_id = f"site-{context.node_config.get('partition-id', context.node_id)}"
         try:
-            config, site, train_data, holdout = _site(context, overrides)
+            task = str(msg.content[CONFIG]["task"])
+            if task == SITE_INFO:  # before any data is read: the server is counting sites
+                _, site = site_config(context.run_config, context.node_config, overrides)
+                return Message(RecordDict({
+                    METRICS: MetricRecord(site_info(site)),
+                    SITE: ConfigRecord({"site-id": site.site_id, "status": "evaluated",
+                                        "message": ""})}), reply_to=msg)
+            config, site, train_data, holdout = _site(msg, context, overrides)
             site_id = site.site_id
             seed = round_seed(config.seed, int(msg.content[CONFIG]["server-round"]), site_id)
             content = RecordDict()
-            if str(msg.content[CONFIG]["task"]) == REAL_STATS:
+            if task == REAL_STATS:
                 arrays, numbers = real_statistics_record(train_data, config, seed)
                 content[ARRAYS] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
                 content[METRICS] = MetricRecord(numbers)

@@ -11,7 +11,7 @@ from typing import Any
 from client.data import DICOM_OPTION_KEYS, SiteData, load_site_dataset
 from client.data.canaries import CANARY_SITE, CanarySet, make_canaries, with_canaries
 from client.holdout import cached_split
-from medgan_models.config import ConfigError, RunConfig
+from medgan_models.config import AUTO_SITES, ConfigError, RunConfig
 
 # Run-config keys a site may override for itself in its node config (e.g. its own data).
 SITE_OVERRIDABLE = ("data", "state-dir", "max-epsilon", "device", "samples-per-site")
@@ -31,6 +31,7 @@ class SiteSettings:
     state_dir: Path
     data_options: tuple[tuple[str, str], ...] = ()  # DICOM option node-config keys, sorted
     code: int = 0  # node-config site-code (default: partition-id)
+    code_given: bool = False  # whether the node config set a site-code or a partition-id
 
     def site_code(self, config: RunConfig) -> int | None:
         """This site's index into a site-conditional generator, else None."""
@@ -43,8 +44,10 @@ class SiteSettings:
 
 
 def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any],
-                overrides: Mapping[str, Any] | None = None) -> tuple[RunConfig, SiteSettings]:
-    """Merge run config, local overrides and node config into (RunConfig, SiteSettings)."""
+                overrides: Mapping[str, Any] | None = None, num_sites: int | None = None
+                ) -> tuple[RunConfig, SiteSettings]:
+    """Merge run config, local overrides and node config into (RunConfig, SiteSettings);
+    ``num_sites``: the server's count for a run config's num-sites "auto" (from a message)."""
     unknown = [k for k in node_config if k not in NODE_KEYS]
     if unknown:
         raise ConfigError(f"unknown node-config key(s) {unknown}; known: {list(NODE_KEYS)}")
@@ -55,6 +58,8 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any],
             raise ConfigError("node config sets both data and data-dir, differently; set one")
         merged["data"] = node_config["data-dir"]
     config = RunConfig.from_mapping(merged)
+    if config.num_sites == AUTO_SITES and num_sites is not None:
+        config = config.replace(num_sites=num_sites)
     partition_id = int(node_config.get("partition-id", 0))
     num_partitions = int(node_config.get("num-partitions", 1))
     if not 0 <= partition_id < num_partitions:
@@ -66,7 +71,16 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any],
     site_id = str(node_config.get("site-name", f"site-{partition_id}"))
     state_dir = Path(config.state_dir or Path(config.out_dir) / "site-state")
     options = tuple(sorted((k, str(v)) for k, v in node_config.items() if k in DICOM_OPTION_KEYS))
-    return config, SiteSettings(site_id, partition_id, num_partitions, state_dir, options, code)
+    given = "site-code" in node_config or "partition-id" in node_config
+    return config, SiteSettings(site_id, partition_id, num_partitions, state_dir, options, code,
+                                given)
+
+
+def site_info(site: SiteSettings) -> dict[str, int]:
+    """What the server counts for num-sites "auto": this site's code, whether the node config
+    gave one (a site-code or a partition-id), and its number of partitions."""
+    return {"site-code": site.code, "code-given": int(site.code_given),
+            "num-partitions": site.num_partitions}
 
 
 def load_data(config: RunConfig, site: SiteSettings) -> SiteData:

@@ -25,6 +25,7 @@ GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
 AGGREGATIONS = ("fedavg", "median", "trimmed-mean")
 UPSAMPLINGS = ("transpose", "nearest")  # the generator's x2 blocks
 SERVER_OPTIMIZERS = ("none", "fedavgm", "fedadam")  # applied to the aggregate (FedOpt)
+AUTO_SITES = -1  # num-sites "auto": one generator code per site, counted at the start of a run
 
 
 def resampling_blocks(image_size: int) -> int:
@@ -66,7 +67,8 @@ class RunConfig:
     local_discriminator: bool = False  # each site keeps its own D across rounds (not averaged)
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     generator_noise: bool = False  # per-pixel noise inputs with learned scales (StyleGAN)
-    num_sites: int = 0  # > 1: site-conditional generator, one code per site-code; 0 = off
+    num_sites: int = 0  # > 1: site-conditional generator, one code per site-code; 0 = off;
+    # AUTO_SITES ("auto"): one code per site, counted by the server when the run starts
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
     target_epsilon: float = 10.0
     max_epsilon: float = 10.0
@@ -141,8 +143,8 @@ class RunConfig:
              f"image-size {self.image_size} is not supported; use one of {SUPPORTED_IMAGE_SIZES}"),
             (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
             (self.num_classes >= 0, "num-classes must be >= 0 (0 = unconditional)"),
-            (self.num_sites >= 0, "num-sites must be >= 0 (0 = one generator code for all "
-                                  "sites)"),
+            (self.num_sites >= AUTO_SITES, "num-sites must be 'auto' or >= 0 (0 = one "
+                                           "generator code for all sites)"),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got '{self.loss}'"),
             (self.grad_sample_mode in GRAD_SAMPLE_MODES,
              f"grad-sample-mode must be one of {GRAD_SAMPLE_MODES}, got '{self.grad_sample_mode}'"),
@@ -211,7 +213,8 @@ class RunConfig:
 
     @property
     def site_conditional(self) -> bool:
-        """Whether the generator takes a site index (node-config site-code)."""
+        """Whether the generator takes a site index (node-config site-code); False while
+        ``num-sites`` is still "auto" (the server resolves it at the start of a run)."""
         return self.num_sites > 1
 
 
@@ -228,6 +231,8 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
                 raise ValueError(value)
             return bool(value)
         if kind == "int":
+            if name == "num_sites" and str(value).lower() == "auto":
+                return AUTO_SITES
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)

@@ -18,6 +18,8 @@ ERROR = "error"
 # Evaluate messages carry a "task" in their config record:
 REAL_STATS = "real-stats"  # reply: per-extractor feature statistics of the site's real images
 EVALUATE = "evaluate"  # reply: the site's metrics of the sent generator (PRDC, TSTR/TRTR)
+SITE_INFO = "site-info"  # reply: the site's code and partition count (for num-sites "auto")
+NUM_SITES = "num-sites"  # config sent with every message: the run's resolved num-sites
 
 
 def stats_to_arrays(stats: dict) -> dict:

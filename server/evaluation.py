@@ -32,7 +32,8 @@ from medgan_models.metrics import (
     pool_stats,
     radiomic_features,
 )
-from medgan_models.protocol import ARRAYS, CONFIG, EVALUATE, METRICS, REAL_STATS, SITE
+from medgan_models.protocol import (ARRAYS, CONFIG, EVALUATE, METRICS, NUM_SITES, REAL_STATS,
+                                    SITE)
 from medgan_models.protocol import stats_from_arrays
 from medgan_models.sampling import generator_from_state, sample_images
 
@@ -40,6 +41,27 @@ log = logging.getLogger("medgan.server")
 SITE_METRICS = ("precision", "recall", "density", "coverage", "tstr-accuracy", "trtr-accuracy")
 PRDC_REFERENCE = ("each site's held-out images, in a fixed random-CNN embedding, computed at "
                   "the site; weighted mean over sites")
+
+
+def ask_sites(grid: Grid, nodes: Iterable[int], task: str, server_round: int,
+              config: RunConfig, arrays: ArrayRecord | None = None) -> list[RecordDict]:
+    """Send an evaluate message with ``task`` to ``nodes``; the replies of the sites that
+    answered (a failed one is logged with its reason and left out)."""
+    record = ConfigRecord({"task": task, "server-round": server_round,
+                           NUM_SITES: config.num_sites})
+    content = RecordDict({CONFIG: record, **({ARRAYS: arrays} if arrays else {})})
+    messages = [Message(content, dst_node_id=n, message_type=MessageType.EVALUATE)
+                for n in nodes]
+    good = []
+    for reply in grid.send_and_receive(messages, timeout=config.round_timeout):
+        if reply.has_error():
+            log.warning("%s: node %d failed: %s", task, reply.metadata.src_node_id,
+                        reply.error.reason)
+        elif reply.content[SITE].get("status") == "error":
+            log.warning("%s: %s", task, reply.content[SITE]["message"])
+        else:
+            good.append(reply.content)
+    return good
 
 
 class FederatedEvaluator:
@@ -53,20 +75,7 @@ class FederatedEvaluator:
 
     def _ask(self, grid: Grid, nodes: Iterable[int], task: str, server_round: int,
              arrays: ArrayRecord | None = None) -> list[RecordDict]:
-        config = ConfigRecord({"task": task, "server-round": server_round})
-        content = RecordDict({CONFIG: config, **({ARRAYS: arrays} if arrays else {})})
-        messages = [Message(content, dst_node_id=n, message_type=MessageType.EVALUATE)
-                    for n in nodes]
-        good = []
-        for reply in grid.send_and_receive(messages, timeout=self.config.round_timeout):
-            if reply.has_error():
-                log.warning("evaluation: node %d failed: %s", reply.metadata.src_node_id,
-                            reply.error.reason)
-            elif reply.content[SITE].get("status") == "error":
-                log.warning("evaluation: %s", reply.content[SITE]["message"])
-            else:
-                good.append(reply.content)
-        return good
+        return ask_sites(grid, nodes, task, server_round, self.config, arrays)
 
     def collect_real_statistics(self, grid: Grid, nodes: list[int], server_round: int) -> None:
         """Pool the sites' real-feature statistics (exact pooled moments)."""

@@ -19,17 +19,19 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
-from medgan_models.config import RunConfig
+from medgan_models.config import AUTO_SITES, RunConfig
 from medgan_models.networks import build_models
 from medgan_models.sampling import class_labels, generator_from_state, sample_images, save_image_grid
+from medgan_models.protocol import METRICS, NUM_SITES, SITE, SITE_INFO
 from medgan_models.weights import GENERATOR_PREFIX, pair_state
 from server.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
-from server.evaluation import FederatedEvaluator
+from server.evaluation import FederatedEvaluator, ask_sites
 from server.metrics_plot import METRICS_PLOT, plot_metrics
 from server.run_records import RunRecorder, round_record
 from server.server_optimizer import (ServerOptimizer, ema_decay, ema_update,
                                      make_server_optimizer)
-from server.site_codes import SiteCodeConflict, take_site_rows, upgrade_site_examples
+from server.site_codes import (SiteCodeConflict, count_site_codes, take_site_rows,
+                               upgrade_site_examples)
 from server.strategy import DPGanFedAvg, RoundReport
 
 log = logging.getLogger("medgan.server")
@@ -128,13 +130,31 @@ def write_sample_grid(weights: dict[str, torch.Tensor], config: RunConfig, path:
     return save_image_grid(images, path, columns=GRID_COLUMNS, group_size=per_class)
 
 
+def resolve_num_sites(config: RunConfig, grid: Grid, strategy: DPGanFedAvg,
+                      progress: Callable[[str], None]) -> RunConfig:
+    """``config`` with num-sites "auto" replaced: a resumed run's own count; else the count
+    of the sites connected now (after waiting for min-sites), from their node configs."""
+    if config.num_sites != AUTO_SITES:
+        return config
+    if config.resume and (path := latest_checkpoint(Path(config.resume))) is not None:
+        return config.replace(num_sites=int(load_checkpoint(path).run_config["num-sites"]))
+    nodes = (strategy.eligible_nodes(grid)
+             if wait_for_sites(grid, strategy, config.min_sites, config.round_timeout) else [])
+    replies = ask_sites(grid, nodes, SITE_INFO, 0, config)
+    count, line = count_site_codes([dict(r[METRICS]) for r in replies],
+                                   [str(r[SITE]["site-id"]) for r in replies])
+    progress(line)
+    return config.replace(num_sites=count)
+
+
 def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
                    progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Run rounds ``next_round..num_rounds``; return the final summary."""
-    state = initial_state(config)
-    recorder = RunRecorder(run_dir, resume_after=state.next_round - 1 if config.resume else None)
     strategy = DPGanFedAvg(config.min_sites, config.aggregation, config.trim_fraction,
                            config.max_update_norm)
+    config = resolve_num_sites(config, grid, strategy, progress)
+    state = initial_state(config)
+    recorder = RunRecorder(run_dir, resume_after=state.next_round - 1 if config.resume else None)
     strategy.excluded_sites = set(state.excluded_sites)
     arrays = ArrayRecord(state.weights)
     evaluator = FederatedEvaluator(config)
@@ -149,7 +169,8 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
                        f"({config.min_sites}) connected sites can still train")
             break
         laps = Laps()
-        messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), grid))
+        messages = list(strategy.configure_train(server_round, arrays,
+                                                 ConfigRecord({NUM_SITES: config.num_sites}), grid))
         replies = grid.send_and_receive(messages, timeout=config.round_timeout)
         laps.lap("communicate")
         aggregated, _ = strategy.aggregate_train(server_round, replies, reference=arrays,

@@ -82,3 +82,20 @@ def upgrade_site_examples(state: dict[str, torch.Tensor], num_classes: int
     if old is None or old.ndim != 1:
         return state
     return {**state, EXAMPLES_KEY: spread_over_classes(old, max(num_classes, 1))}
+
+
+def count_site_codes(infos: list[dict], site_ids: list[str]) -> tuple[int, str]:
+    """num-sites "auto" from the sites' :func:`client.site.site_info` replies: one code per
+    site (the largest of their partition counts and codes + 1) when every site has a code
+    from its node config; else 0 (off). Also a line saying what was decided and why."""
+    if not infos:
+        return 0, "num-sites auto: off (no site answered)"
+    unnamed = [s for s, info in zip(site_ids, infos, strict=True) if not info["code-given"]]
+    if unnamed:
+        return 0, (f"num-sites auto: off ({', '.join(unnamed)} set no site-code or "
+                   "partition-id; give each site one for a code per site)")
+    count = max([int(i["num-partitions"]) for i in infos]
+                + [int(i["site-code"]) + 1 for i in infos])
+    if count < 2:
+        return 0, "num-sites auto: off (every site has code 0)"
+    return count, f"num-sites auto: {count} (a generator code per site)"

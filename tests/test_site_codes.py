@@ -135,8 +135,8 @@ def test_a_site_code_beyond_num_sites_is_a_config_error():
     # a hospital with its own data folder takes no partition, only a code
     _, site = site_config(CONFIG.to_mapping(), {"site-code": 1, "data-dir": "/data/own"})
     assert site.site_code(CONFIG) == 1 and site.num_partitions == 1
-    with pytest.raises(ConfigError, match="num-sites must be >= 0"):
-        CONFIG.replace(num_sites=-1)
+    with pytest.raises(ConfigError, match="num-sites must be 'auto' or >= 0"):
+        CONFIG.replace(num_sites=-2)
 
 
 def _reply(site: int, code: int | None, examples: int, state: dict,
@@ -189,7 +189,7 @@ def test_conflicting_or_missing_site_codes_name_the_sites(codes, match):
 def site_conditional_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("site-codes") / "run"
     config = out.parent / "run.toml"
-    config.write_text("num-sites = 2\neval-samples = 40\ntstr-steps = 10\n"
+    config.write_text("num-sites = \"auto\"\neval-samples = 40\ntstr-steps = 10\n"
                       "holdout-fraction = 0.2\n")
     assert main(["simulate", "--sites", "2", "--image-size", "16", "--local-steps", "3",
                  "--batch-size", "16", "--samples-per-site", "64", "--seed", "1",
@@ -203,7 +203,9 @@ def test_a_site_conditional_run_records_site_sizes_and_generates_each_sites_look
     run = site_conditional_run
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     sizes = [record["clients"][f"site-{i}"]["num_examples"] for i in range(2)]
-    weights = load_checkpoint(run / "checkpoints" / "round_001.pt").weights
+    checkpoint = load_checkpoint(run / "checkpoints" / "round_001.pt")
+    weights = checkpoint.weights
+    assert checkpoint.run_config["num-sites"] == 2  # "auto": one code per virtual hospital
     # the noisy class counts of each site's mean-embedding release (noise sd ~7 per class)
     np.testing.assert_allclose(weights[EXAMPLES_KEY].numpy().sum(axis=1), sizes, atol=50)
     assert set(record["metrics"]["sites"]) == {"site-0", "site-1"}
