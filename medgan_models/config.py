@@ -64,11 +64,12 @@ class RunConfig:
     base_channels: int = 32
     discriminator_channels: int = 0  # discriminator's base width (0 = base-channels)
     discriminator_frozen_blocks: int = 0  # first D conv blocks kept at their random init
-    local_discriminator: bool = False  # each site keeps its own D across rounds (not averaged)
+    local_discriminator: bool = True  # each site keeps its own D across rounds (not averaged)
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     generator_noise: bool = False  # per-pixel noise inputs with learned scales (StyleGAN)
-    num_sites: int = 0  # > 1: site-conditional generator, one code per site-code; 0 = off;
-    # AUTO_SITES ("auto"): one code per site, counted by the server when the run starts
+    # > 1: site-conditional generator, one code per site-code; 0 = off; AUTO_SITES ("auto"):
+    # one code per site, counted by the server when the run starts
+    num_sites: int = AUTO_SITES
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
     target_epsilon: float = 10.0
     max_epsilon: float = 10.0
@@ -127,6 +128,8 @@ class RunConfig:
     def to_mapping(self) -> dict[str, Any]:
         """Kebab-case dict of every value (what a checkpoint stores and a run config holds)."""
         out = dataclasses.asdict(self)
+        if out["num_sites"] == AUTO_SITES:
+            out["num_sites"] = "auto"
         return {k.replace("_", "-"): v for k, v in out.items()}
 
     def replace(self, **changes: Any) -> RunConfig:

@@ -70,7 +70,7 @@ def test_simulate_trains_on_dicom_folders(captured):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["rounds"] == 1 and summary["stopped"] == "completed"
     assert {c["num_examples"] for c in summary["clients"].values()} == {8}  # broken file skipped
-    assert len(replies) == 6  # 2 sites x (train, real statistics, evaluation)
+    assert len(replies) == 8  # 2 sites x (site info, train, real statistics, evaluation)
 
 
 def test_replies_hold_no_header_value_and_no_image(captured):
