@@ -137,7 +137,8 @@ def resolve_num_sites(config: RunConfig, grid: Grid, strategy: DPGanFedAvg,
     if config.num_sites != AUTO_SITES:
         return config
     if config.resume and (path := latest_checkpoint(Path(config.resume))) is not None:
-        return config.replace(num_sites=int(load_checkpoint(path).run_config["num-sites"]))
+        saved = load_checkpoint(path).run_config.get("num-sites", 0)  # older runs: none
+        return config.replace(num_sites=int(saved))
     nodes = (strategy.eligible_nodes(grid)
              if wait_for_sites(grid, strategy, config.min_sites, config.round_timeout) else [])
     replies = ask_sites(grid, nodes, SITE_INFO, 0, config)

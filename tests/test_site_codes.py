@@ -256,3 +256,12 @@ def test_two_sites_with_one_code_stop_the_run_with_both_names(tmp_path, monkeypa
     assert lines[-1] == summary["stopped"]
     assert json.loads((tmp_path / "summary.json").read_text())["stopped"] == summary["stopped"]
     assert not list((tmp_path / "checkpoints").glob("*.pt"))  # the conflicting round is not kept
+
+
+def test_a_resumed_auto_run_keeps_the_count_it_started_with(site_conditional_run):
+    from medgan_models.config import AUTO_SITES
+    from server.federation import resolve_num_sites
+
+    config = RunConfig(num_sites=AUTO_SITES, resume=str(site_conditional_run))
+    # nobody is asked: the run's own checkpoint holds its count
+    assert resolve_num_sites(config, grid=None, strategy=None, progress=print).num_sites == 2
