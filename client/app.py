@@ -5,6 +5,8 @@ Reply layout (``RecordDict``):
 - ``metrics`` (MetricRecord): ``num-examples``, ``epsilon`` (cumulative), ``delta``, losses and
   the round's DP-SGD parameters;
 - ``site`` (ConfigRecord): ``site-id``, ``status`` (trained | budget-exhausted | error), ``message``.
+An evaluate message's ``task`` asks for real-data statistics, metrics of the sent generator, or
+(``site-info``, for num-sites "auto", before any data is read) the site's code and partitions.
 Only weights and numbers leave the site: no image, no header value.
 """
 
