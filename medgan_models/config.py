@@ -70,6 +70,7 @@ class RunConfig:
     # > 1: site-conditional generator, one code per site-code; 0 = off; AUTO_SITES ("auto"):
     # one code per site, counted by the server when the run starts
     num_sites: int = AUTO_SITES
+    site_output_layer: bool = False  # with site codes: a last generator block per site
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
     target_epsilon: float = 10.0
     max_epsilon: float = 10.0

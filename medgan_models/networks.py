@@ -65,13 +65,16 @@ class Generator(nn.Module):
     (num_sites, classes) holds each site's number of training images per class (set by the
     server, zero until a site trained); a call without ``sites`` draws each image's site in
     proportion to its class's column, so the model samples the federation's mix and never asks
-    a site's code for a class that site has (next to) no images of.
+    a site's code for a class that site has (next to) no images of. With ``site_output`` too,
+    the last block (to pixels, and its noise scales) is one per site: a scanner's intensity
+    mapping and grain, learned by that site alone instead of averaged with the others' (its
+    output channels are stacked site by site; each image keeps its own site's).
     """
 
     def __init__(self, image_size: int = 32, channels: int = 1, latent_dim: int = 64,
                  num_classes: int = 0, base_channels: int = 32,
                  upsampling: str = "transpose", noise_injection: bool = False,
-                 num_sites: int = 0) -> None:
+                 num_sites: int = 0, site_output: bool = False) -> None:
         super().__init__()
         if upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got '{upsampling}'")
@@ -99,10 +102,14 @@ class Generator(nn.Module):
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(inplace=True),
             ]
-        layers += [*_upsample(_width(base_channels, 0), channels, upsampling, bias=True),
-                   *([NoiseInjection(channels)] if noise_injection else []),
-                   nn.Tanh()]
-        self.body = nn.Sequential(*layers)
+        # the last block (to pixels): shared, or one per site (each site's output channels)
+        self.channels = channels
+        per_site = self.site_embedding is not None and site_output
+        out = channels * num_sites if per_site else channels
+        last = [*_upsample(_width(base_channels, 0), out, upsampling, bias=True),
+                *([NoiseInjection(out)] if noise_injection else [])]
+        self.body = nn.Sequential(*layers, *([] if per_site else [*last, nn.Tanh()]))
+        self.site_output = nn.Sequential(*last) if per_site else None
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 sites: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,7 +124,28 @@ class Generator(nn.Module):
             if sites is None:
                 sites = self.draw_sites(z.shape[0], labels)
             z = z * self.site_embedding(sites.to(z.device))
-        return self.body(self.project(z))
+        out = self.body(self.project(z))
+        if self.site_output is None:
+            return out
+        out = self.site_output(out)
+        n, _, height, width = out.shape
+        out = out.view(n, self.num_sites, self.channels, height, width)
+        return torch.tanh(out[torch.arange(n, device=out.device), sites.to(out.device)])
+
+    def site_owned(self) -> dict[str, tuple[int, int]]:
+        """The parameters each site owns a slice of, as name -> (dimension, slice width):
+        site s owns indices [s * width, (s + 1) * width) along that dimension."""
+        if self.site_embedding is None:
+            return {}
+        owned = {"site_embedding.weight": (0, 1)}
+        for index, module in enumerate(self.site_output or []):
+            for name, _ in module.named_parameters():
+                # output channels: dim 0 of a Conv2d weight and of biases, dim 1 of a
+                # ConvTranspose2d weight (in, out, k, k) and of noise scales (1, C, 1, 1)
+                dim = 1 if name == "weight" and isinstance(
+                    module, nn.ConvTranspose2d | NoiseInjection) else 0
+                owned[f"site_output.{index}.{name}"] = (dim, self.channels)
+        return owned
 
     def draw_sites(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` site indices drawn (global RNG): for image i in proportion to the sites'
@@ -215,7 +243,8 @@ def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
     num_classes = config.num_classes if config.conditional else 0
     generator = Generator(config.image_size, config.channels, config.latent_dim,
                           num_classes, config.base_channels, config.generator_upsampling,
-                          config.generator_noise, config.num_sites)
+                          config.generator_noise, config.num_sites,
+                          config.site_output_layer)
     discriminator = Discriminator(config.image_size, config.channels, num_classes,
                                   config.discriminator_channels or config.base_channels,
                                   auxiliary_classifier=config.conditional

@@ -55,6 +55,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         # checkpoints from before the key existed were made with transposed convolutions
         payload["run_config"].setdefault("generator-upsampling", "transpose")
+        payload["run_config"].setdefault("site-output-layer", False)  # ... one shared last block
         return Checkpoint(**payload)
     except (OSError, RuntimeError, TypeError, KeyError) as error:
         raise ValueError(f"cannot read checkpoint {path}: {error}") from None

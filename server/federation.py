@@ -161,6 +161,7 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
     evaluator = FederatedEvaluator(config)
     optimizer = make_server_optimizer(config)
     optimizer.state = state.server_state
+    site_owned = build_models(config)[0].site_owned()  # what each site's reply decides
     stopped, checkpoint, started = "completed", None, time.perf_counter()
     elapsed = state.seconds
     for server_round in range(state.next_round, config.num_rounds + 1):
@@ -188,7 +189,7 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
         arrays = server_update(optimizer, arrays, aggregated)
         if config.site_conditional:
             try:
-                arrays = take_site_rows(arrays, report.trained, config.num_sites)
+                arrays = take_site_rows(arrays, report.trained, config.num_sites, site_owned)
             except SiteCodeConflict as conflict:  # a deployment error: stop, keep what is saved
                 stopped = f"stopped at round {server_round}: {conflict}"
                 break

@@ -1,10 +1,11 @@
 """Site codes of a site-conditional generator: each row belongs to one site.
 
 A site trains only its own code (the row of ``generator.site_embedding`` at its node-config
-``site-code``, by default its partition-id), so averaging would shrink every code's update by
-the site's share of the examples, and a median or trimmed mean would never move it at all.
-The server therefore takes each row from the site that owns it, as that site sent it (after
-aggregation and any server optimiser step), and records the site's images per class in
+``site-code``, by default its partition-id) and, with ``site-output-layer``, its own slice of
+the generator's last block, so averaging would shrink every such update by the site's share of
+the examples, and a median or trimmed mean would never move it at all. The server therefore
+takes each site's slices (``Generator.site_owned``) from the site that owns them, as that site
+sent them (after aggregation and any server optimiser step), and records the site's images per class in
 ``generator.site_examples``: the released generator draws each image's site in proportion to
 its class's column. A site with a mean embedding reports its per-class counts as
 ``class-examples.<c>``: the noisy counts of that release (post-processing of a DP release, no
@@ -50,17 +51,23 @@ def owners(replies: list[SiteReply], num_sites: int) -> dict[int, SiteReply]:
     return owned
 
 
-def take_site_rows(arrays: ArrayRecord, replies: list[SiteReply], num_sites: int
-                   ) -> ArrayRecord:
-    """``arrays`` with each trained site's own code row and images per class replaced."""
+def take_site_rows(arrays: ArrayRecord, replies: list[SiteReply], num_sites: int,
+                   site_owned: dict[str, tuple[int, int]] | None = None) -> ArrayRecord:
+    """``arrays`` with each trained site's own slices (its code row, by default; ``site_owned``:
+    generator parameter name -> (dimension, slice width)) and images per class replaced."""
     owned = owners(replies, num_sites)
-    embedding = arrays[EMBEDDING_KEY].numpy().copy()
+    slices = site_owned or {"site_embedding.weight": (0, 1)}
+    out = dict(arrays.items())
+    for name, (dim, width) in slices.items():
+        key = GENERATOR_PREFIX + name
+        merged = np.moveaxis(arrays[key].numpy().copy(), dim, 0)
+        for code, reply in owned.items():
+            theirs = np.moveaxis(np.asarray(reply.weights[key]), dim, 0)
+            merged[code * width:(code + 1) * width] = theirs[code * width:(code + 1) * width]
+        out[key] = Array(np.ascontiguousarray(np.moveaxis(merged, 0, dim)))
     examples = arrays[EXAMPLES_KEY].numpy().copy()
     for code, reply in owned.items():
-        embedding[code] = reply.weights[EMBEDDING_KEY][code]
         examples[code] = site_class_examples(reply, examples.shape[1])
-    out = dict(arrays.items())
-    out[EMBEDDING_KEY] = Array(np.ascontiguousarray(embedding))
     out[EXAMPLES_KEY] = Array(np.ascontiguousarray(examples))
     return ArrayRecord(out)
 
