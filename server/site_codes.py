@@ -4,13 +4,13 @@ A site trains only its own code (the row of ``generator.site_embedding`` at its 
 ``site-code``, by default its partition-id) and, with ``site-output-layer``, its own slice of
 the generator's last block, so averaging would shrink every such update by the site's share of
 the examples, and a median or trimmed mean would never move it at all. The server therefore
-takes each site's slices (``Generator.site_owned``) from the site that owns them, as that site
-sent them (after aggregation and any server optimiser step), and records the site's images per class in
-``generator.site_examples``: the released generator draws each image's site in proportion to
-its class's column. A site with a mean embedding reports its per-class counts as
-``class-examples.<c>``: the noisy counts of that release (post-processing of a DP release, no
-new privacy cost; the noise's standard deviation is ``mean-embedding-noise`` x 1.4 images). A
-site without one is counted as its size spread evenly over the classes.
+takes each site's slices (``Generator.site_owned``) from the site that owns them, as that
+site sent them (after aggregation and any server optimiser step), and records the site's
+images per class in ``generator.site_examples``: the released generator draws each image's
+site in proportion to its class's column. A site with a mean embedding reports its per-class
+counts as ``class-examples.<c>``: the noisy counts of that release (post-processing of a DP
+release, no new privacy cost; the noise's standard deviation is ``mean-embedding-noise`` x 1.4
+images). A site without one is counted as its size spread evenly over the classes.
 """
 
 from __future__ import annotations
