@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py [--minutes 15] [--out DIR] [--json OUT.json] [--settings ...]
                                  [--seeds 0 1 2] [--rounds N] [--eval-every N]
+                                 [--set KEY=VALUE ...]
 
 Three runs of ``medgan simulate`` with its defaults on the default phantom data at 32x32, each
 given the same wall-time budget: ``federated_dp`` (3 non-IID sites: each its own scanner, and
@@ -11,7 +12,8 @@ exactly those three sites' images, pooled into one ``.npz``; epsilon 10) and ``n
 which makes DP-SGD plain SGD, and the mean embedding released with noise 1e-3). On request, ``centralized_nonprivate``: the pooled images at one
 site without privacy noise, the recipe's ceiling; ``federated_dp_iid``: the pooled images split
 at random over 3 sites (each holds all three scanners), under DP: the same federation without the
-sites' differences. The number of rounds is chosen from a measured
+sites' differences. ``--set`` measures a lever: run-config keys added to every setting (a
+setting's own keys win: ``nonprivate`` stays without noise). The number of rounds is chosen from a measured
 training-step time so that each run fits its budget (or given: ``--rounds``); the privacy noise
 is derived for exactly those rounds. Prints a table of the metrics of ``summary.json``, the
 ratios, and where each run's folder and sample grid are.
@@ -27,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from client.data.sources import load_site_dataset  # noqa: E402
 from client.dp_training import LocalTrainer  # noqa: E402
 from client.embedding_release import make_release  # noqa: E402
-from medgan_models.config import RunConfig  # noqa: E402
+from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 from medgan_models.networks import build_models  # noqa: E402
 
 METRICS = ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
@@ -113,10 +116,28 @@ def rounds_for_budget(seconds: float, sites: int, local_steps: int, step_s: floa
     return max(1, int(seconds / per_round))
 
 
-def run_setting(name: str, rounds: int, out: Path, **extra: Any) -> dict[str, Any]:
-    """One ``medgan simulate`` of a setting (``extra``: more run-config keys); its summary's
-    metrics and the wall time it took."""
-    setting = {**SETTINGS[name], **extra}
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as run-config keys (a VALUE is read as a TOML value, else kept
+    as text), checked against the run config: an unknown key or bad value is a ConfigError."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes KEY=VALUE, got '{pair}'")
+        try:
+            values[key.strip()] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key.strip()] = text.strip()
+    RunConfig.from_mapping(values)
+    return values
+
+
+def run_setting(name: str, rounds: int, out: Path, base: dict[str, Any] | None = None,
+                **extra: Any) -> dict[str, Any]:
+    """One ``medgan simulate`` of a setting (``base``: run-config keys under the setting's
+    own, e.g. ``--set``; ``extra``: more, over them); its summary's metrics and the wall time
+    it took."""
+    setting = {**(base or {}), **SETTINGS[name], **extra}
     sites = setting.pop("sites")
     settings = {"num-rounds": rounds, "eval-every": rounds, **setting}
     toml = out.with_suffix(".toml")
@@ -209,12 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="run every setting once per seed (data split and initialisation) "
                              "and report the mean and standard deviation (default: 0)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="run-config keys for every run, e.g. --set site-output-layer=true "
+                             "(a setting's own keys win: nonprivate keeps its noise off)")
     args = parser.parse_args(argv)
-    defaults = RunConfig()
+    try:
+        overrides = parse_overrides(args.set)
+    except ConfigError as error:
+        parser.error(str(error))
+    defaults = RunConfig.from_mapping(overrides)
     step_s = step_seconds(defaults)
     cores = os.cpu_count() or 1
     print(f"budget {args.minutes:g} min per run on {cores} cores; one training step "
-          f"{step_s * 1000:.0f} ms (32x32, batch {defaults.batch_size}, one core)", flush=True)
+          f"{step_s * 1000:.0f} ms (32x32, batch {defaults.batch_size}, one core)"
+          + (f"; with {', '.join(args.set)}" if args.set else ""), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.settings}
     for seed in args.seeds:
@@ -235,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       defaults.local_steps, step_s, cores)
             print(f"== {name}, seed {seed}: {rounds} rounds x {defaults.local_steps} steps",
                   flush=True)
-            runs[name].append(run_setting(name, rounds, out / name, **extra[name]))
+            runs[name].append(run_setting(name, rounds, out / name, overrides, **extra[name]))
     results = {name: combine_seeds(rows) for name, rows in runs.items()}
     print_table(results)
     if args.json:

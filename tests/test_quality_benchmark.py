@@ -3,15 +3,17 @@ are `medgan simulate`, tested elsewhere)."""
 
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from benchmarks import quality  # noqa: E402
 from client.data.sources import load_site_dataset  # noqa: E402
-from medgan_models.config import RunConfig  # noqa: E402
+from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 
 
 def test_rounds_fill_the_budget_and_sites_beyond_the_cores_take_turns():
@@ -81,7 +83,8 @@ def test_the_pooled_file_follows_the_seeds_split(tmp_path):
 def test_main_runs_every_setting_once_per_seed_in_its_own_folder(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run(name, rounds, out, **extra):
+    def fake_run(name, rounds, out, base=None, **extra):
+        assert base == {}  # no --set
         calls.append((name, out.relative_to(tmp_path).as_posix(), extra["seed"]))
         return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
                 "samples": "s.png", **{k: 0.1 * (1 + extra["seed"]) for k in quality.METRICS}}
@@ -105,7 +108,7 @@ def test_main_runs_every_setting_once_per_seed_in_its_own_folder(tmp_path, monke
 def test_the_ceiling_setting_trains_on_the_pooled_file_with_given_rounds(tmp_path, monkeypatch):
     calls = {}
 
-    def fake_run(name, rounds, out, **extra):
+    def fake_run(name, rounds, out, base=None, **extra):
         calls[name] = (rounds, extra)
         return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 1e9, "run": str(out),
                 "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
@@ -127,7 +130,7 @@ def test_the_iid_federation_splits_the_pooled_file_at_random_and_its_cost_is_pri
         tmp_path, monkeypatch, capsys):
     calls = {}
 
-    def fake_run(name, rounds, out, **extra):
+    def fake_run(name, rounds, out, base=None, **extra):
         calls[name] = extra
         frd = {"federated_dp": 40.0, "federated_dp_iid": 20.0}[name]
         return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
@@ -143,3 +146,28 @@ def test_the_iid_federation_splits_the_pooled_file_at_random_and_its_cost_is_pri
     assert quality.SETTINGS["federated_dp_iid"]["sites"] == 3
     assert quality.SETTINGS["federated_dp_iid"]["alpha"] == 0.0  # IID split
     assert "cost of the sites' differences: FRD 2.00x" in capsys.readouterr().out
+
+
+def test_set_adds_run_config_keys_under_each_settings_own(tmp_path, monkeypatch):
+    overrides = quality.parse_overrides(["site-output-layer=true", "mean-embedding-noise=1",
+                                         "num-sites=auto", "learning-rate-generator = 1e-4"])
+    assert overrides == {"site-output-layer": True, "mean-embedding-noise": 1,
+                         "num-sites": "auto", "learning-rate-generator": 1e-4}
+
+    def fake_simulate(command, check, cwd):
+        out = Path(command[command.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "summary.json").write_text(json.dumps(
+            {"epsilon_max": 1.0, "samples": "s.png", "metrics": {"frd": 1.0}}))
+
+    monkeypatch.setattr(quality.subprocess, "run", fake_simulate)
+    quality.run_setting("nonprivate", 2, tmp_path / "nonprivate", overrides, seed=3)
+    written = tomllib.loads((tmp_path / "nonprivate.toml").read_text())
+    assert written["site-output-layer"] is True and written["seed"] == 3
+    assert written["mean-embedding-noise"] == 1e-3  # the setting's own key wins: no noise
+    for bad, message in (["learning-rate-generatr=1"], "did you mean 'learning-rate-generator'"), \
+                        (["site-output-layer"], "--set takes KEY=VALUE"):
+        with pytest.raises(ConfigError, match=message):
+            quality.parse_overrides(bad)
+    with pytest.raises(SystemExit):
+        quality.main(["--set", "no-such-key=1", "--out", str(tmp_path)])
