@@ -9,11 +9,12 @@ given the same wall-time budget: ``federated_dp`` (3 non-IID sites: each its own
 labels split by Dirichlet(alpha = 1), epsilon 10 per site), ``centralized_dp`` (one site holding
 exactly those three sites' images, pooled into one ``.npz``; epsilon 10) and ``nonprivate`` (the
 3 federated sites with the privacy noise switched off: noise multiplier 1e-3 and clipping 1e4,
-which makes DP-SGD plain SGD, and the mean embedding released with noise 1e-3). On request, ``centralized_nonprivate``: the pooled images at one
-site without privacy noise, the recipe's ceiling; ``federated_dp_iid``: the pooled images split
-at random over 3 sites (each holds all three scanners), under DP: the same federation without the
-sites' differences. ``--set`` measures a lever: run-config keys added to every setting (a
-setting's own keys win: ``nonprivate`` stays without noise). The number of rounds is chosen from a measured
+which makes DP-SGD plain SGD, and the mean embedding released with noise 1e-3). On request,
+``centralized_nonprivate``: the pooled images at one site without privacy noise, the recipe's
+ceiling; ``federated_dp_iid``: the pooled images split at random over 3 sites (each holds all
+three scanners), under DP: the same federation without the sites' differences. ``--set``
+measures a lever: run-config keys added to every setting (a setting's own keys win:
+``nonprivate`` stays without noise). The number of rounds is chosen from a measured
 training-step time so that each run fits its budget (or given: ``--rounds``); the privacy noise
 is derived for exactly those rounds. Prints a table of the metrics of ``summary.json``, the
 ratios, and where each run's folder and sample grid are.
