@@ -122,13 +122,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     as text), checked against the run config: an unknown key or bad value is a ConfigError."""
     values: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
+        key, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or not key:
             raise ConfigError(f"--set takes KEY=VALUE, got '{pair}'")
         try:
-            values[key.strip()] = tomllib.loads(f"v = {text.strip()}")["v"]
+            values[key] = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
-            values[key.strip()] = text.strip()
+            values[key] = text
     RunConfig.from_mapping(values)
     return values
 

@@ -52,13 +52,13 @@ def owners(replies: list[SiteReply], num_sites: int) -> dict[int, SiteReply]:
 
 
 def take_site_rows(arrays: ArrayRecord, replies: list[SiteReply], num_sites: int,
-                   site_owned: dict[str, tuple[int, int]] | None = None) -> ArrayRecord:
-    """``arrays`` with each trained site's own slices (its code row, by default; ``site_owned``:
-    generator parameter name -> (dimension, slice width)) and images per class replaced."""
+                   site_owned: dict[str, tuple[int, int]]) -> ArrayRecord:
+    """``arrays`` with each trained site's own slices (``site_owned``, from
+    ``Generator.site_owned``: parameter name -> (dimension, slice width)) and images per class
+    replaced."""
     owned = owners(replies, num_sites)
-    slices = site_owned or {"site_embedding.weight": (0, 1)}
     out = dict(arrays.items())
-    for name, (dim, width) in slices.items():
+    for name, (dim, width) in site_owned.items():
         key = GENERATOR_PREFIX + name
         merged = np.moveaxis(arrays[key].numpy().copy(), dim, 0)
         for code, reply in owned.items():

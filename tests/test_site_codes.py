@@ -12,13 +12,13 @@ from client.data import SiteData
 from client.dp_training import train_locally
 from client.site import site_config
 from client.training_round import train_round
-from medgan_models.config import ConfigError, RunConfig
+from medgan_models.config import AUTO_SITES, ConfigError, RunConfig
 from medgan_models.networks import build_models
 from medgan_models.protocol import CLASS_EXAMPLES, SITE_CODE, class_examples, class_examples_metrics
 from medgan_models.sampling import sample_images
 from medgan_models.weights import load_pair_state, pair_state
 from server.checkpoint import load_checkpoint
-from server.federation import run_federation
+from server.federation import resolve_num_sites, run_federation
 from server.reply_validation import SiteReply
 from server.site_codes import (EMBEDDING_KEY, EXAMPLES_KEY, SiteCodeConflict, take_site_rows,
                                upgrade_site_examples)
@@ -162,7 +162,7 @@ def test_server_takes_each_code_from_its_owner_and_records_its_images_per_class(
                              for k in reference})
     # site 0 reports no class counts (no mean embedding), site 2 its noisy ones
     replies = [_reply(7, 0, 100, sent[0]), _reply(9, 2, 300, sent[1], [302.5, -1.5])]
-    merged = take_site_rows(aggregate, replies, 3)
+    merged = take_site_rows(aggregate, replies, 3, generator.site_owned())
     embedding = merged[EMBEDDING_KEY].numpy()
     np.testing.assert_allclose(embedding[0], reference[EMBEDDING_KEY][0].numpy() + 1.0)
     np.testing.assert_allclose(embedding[2], reference[EMBEDDING_KEY][2].numpy() + 3.0)
@@ -182,7 +182,7 @@ def test_conflicting_or_missing_site_codes_name_the_sites(codes, match):
     aggregate = ArrayRecord({k: Array(v.numpy()) for k, v in state.items()})
     replies = [_reply(i + 1, code, 10, state) for i, code in enumerate(codes)]
     with pytest.raises(SiteCodeConflict, match=match):
-        take_site_rows(aggregate, replies, 3)
+        take_site_rows(aggregate, replies, 3, generator.site_owned())
 
 
 @pytest.fixture(scope="module")
@@ -260,9 +260,6 @@ def test_two_sites_with_one_code_stop_the_run_with_both_names(tmp_path, monkeypa
 
 
 def test_a_resumed_auto_run_keeps_the_count_it_started_with(site_conditional_run):
-    from medgan_models.config import AUTO_SITES
-    from server.federation import resolve_num_sites
-
     config = RunConfig(num_sites=AUTO_SITES, resume=str(site_conditional_run))
     # nobody is asked: the run's own checkpoint holds its count
     assert resolve_num_sites(config, grid=None, strategy=None, progress=print).num_sites == 2
