@@ -116,8 +116,27 @@ def make_private_discriminator(discriminator: Discriminator, d_optimizer: torch.
     return private_d, d_optimizer, criterion, private_loader, engine
 
 
-def _random_labels(num_classes: int, n: int, device: torch.device) -> torch.Tensor | None:
-    return torch.randint(0, num_classes, (n,), device=device) if num_classes > 1 else None
+def _random_labels(num_classes: int, n: int, device: torch.device,
+                   weights: torch.Tensor | None = None) -> torch.Tensor | None:
+    """``n`` fake labels: uniform over the classes, or drawn in proportion to ``weights``."""
+    if num_classes <= 1:
+        return None
+    if weights is None:
+        return torch.randint(0, num_classes, (n,), device=device)
+    return torch.multinomial(weights, n, replacement=True).to(device)
+
+
+def fake_label_weights(config: RunConfig, embedding: MeanEmbedding | None) -> torch.Tensor | None:
+    """The class mix of a site's fake images: None (uniform), or with ``fake-labels "site"``
+    the site's noisy class counts from its mean-embedding release (post-processing of a
+    release already paid for, so no new privacy cost); uniform when the release holds none."""
+    if config.fake_labels != "site" or not config.conditional or embedding is None \
+            or embedding.counts is None:
+        return None
+    counts = embedding.counts.detach().float().cpu().clamp(min=0)
+    if counts.shape != (config.num_classes,) or not counts.sum() > 0:
+        return None
+    return counts / counts.sum()
 
 
 class LocalTrainer:
@@ -164,6 +183,7 @@ class LocalTrainer:
         if config.mean_embedding > 0 and embedding is None:
             raise ValueError("mean-embedding is on: pass the site's released mean embedding")
         self.embedding = embedding.to(device) if config.mean_embedding > 0 else None
+        self.label_weights = fake_label_weights(config, embedding)
         self.d_losses: list[float] = []
         self.g_losses: list[float] = []
         self.steps_done = 0
@@ -188,7 +208,8 @@ class LocalTrainer:
             real = augment_batch(real, self.augment_rng)
         self.d_losses.append(discriminator_step(
             self.generator, self.private_d, self.d_optimizer, self.criterion, real, labels,
-            self.fake_batch, self.num_classes, config, device, self.fake_sites))
+            self.fake_batch, self.num_classes, config, device, self.fake_sites,
+            self.label_weights))
         self.loss.after_discriminator_step(self.discriminator)
         self.steps_done += 1
         if self.steps_done % config.discriminator_steps == 0:
@@ -196,7 +217,7 @@ class LocalTrainer:
                 self.g_losses.append(_generator_step(
                     self.generator, self.private_d, self.g_optimizer, self.d_optimizer,
                     self.loss, self.fake_batch, self.num_classes, config, device,
-                    self.fake_sites, self.embedding))
+                    self.fake_sites, self.embedding, self.label_weights))
 
     def result(self, seconds: float) -> LocalTrainingResult:
         """What the round did; checks the accountant saw every step."""
@@ -232,11 +253,12 @@ def train_locally(generator: Generator, discriminator: Discriminator, data: Site
 
 
 def discriminator_step(generator, private_d, d_optimizer, criterion, real, labels, fake_batch,
-                       num_classes, config, device, fake_sites=None) -> float:
+                       num_classes, config, device, fake_sites=None, label_weights=None) -> float:
     """One DP-SGD step on real (Poisson batch, maybe empty) + fixed-size fake images
-    (``fake_sites``: the site's own code, for a site-conditional generator)."""
+    (``fake_sites``: the site's own code, for a site-conditional generator; ``label_weights``:
+    the fakes' class mix, None = uniform)."""
     with torch.no_grad():
-        fake_labels = _random_labels(num_classes, fake_batch, device)
+        fake_labels = _random_labels(num_classes, fake_batch, device, label_weights)
         fake = generator(torch.randn(fake_batch, config.latent_dim, device=device), fake_labels,
                          fake_sites)
     images = torch.cat([real, fake])
@@ -252,14 +274,15 @@ def discriminator_step(generator, private_d, d_optimizer, criterion, real, label
 
 
 def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_batch,
-                    num_classes, config, device, fake_sites=None, embedding=None) -> float:
+                    num_classes, config, device, fake_sites=None, embedding=None,
+                    label_weights=None) -> float:
     """One generator step through the discriminator, with Opacus' hooks off (no real data).
 
     The discriminator's parameters are frozen for it: the backward pass then computes only
     the gradient flowing back to the generator, not the discriminator's weight gradients
     (which this step would throw away).
     """
-    fake_labels = _random_labels(num_classes, fake_batch, device)
+    fake_labels = _random_labels(num_classes, fake_batch, device, label_weights)
     if config.mode_seeking > 0 and fake_labels is not None:  # pairs share a label
         half = fake_labels[: (fake_batch + 1) // 2]
         fake_labels = torch.cat([half, half])[:fake_batch]

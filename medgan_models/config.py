@@ -24,6 +24,7 @@ ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
 AGGREGATIONS = ("fedavg", "median", "trimmed-mean")
 UPSAMPLINGS = ("transpose", "nearest")  # the generator's x2 blocks
+FAKE_LABELS = ("uniform", "site")  # a site's fake images' class mix
 SERVER_OPTIMIZERS = ("none", "fedavgm", "fedadam")  # applied to the aggregate (FedOpt)
 AUTO_SITES = -1  # num-sites "auto": one generator code per site, counted at the start of a run
 
@@ -55,6 +56,7 @@ class RunConfig:
     mean_embedding_features: int = 1024  # random Fourier features (even)
     mean_embedding_bandwidth: float = 0.5  # kernel width, as a fraction of sqrt(pixels)
     mean_embedding_noise: float = 5.0  # noise multiplier of its one-off release
+    fake_labels: str = "uniform"  # fakes' class mix: "uniform", or "site" (its released counts)
     auxiliary_classifier: float = 1.0  # AC-GAN class loss weight (conditional models); 0 = off
     batch_size: int = 64
     learning_rate_generator: float = 2e-4
@@ -170,6 +172,11 @@ class RunConfig:
             (self.mean_embedding_bandwidth > 0, "mean-embedding-bandwidth must be > 0"),
             (self.mean_embedding_noise > 0,
              "mean-embedding-noise must be > 0 (the release's noise multiplier)"),
+            (self.fake_labels in FAKE_LABELS,
+             f"fake-labels must be one of {FAKE_LABELS}, got '{self.fake_labels}'"),
+            (self.fake_labels == "uniform" or self.mean_embedding > 0,
+             "fake-labels 'site' draws from the noisy class counts of the mean-embedding "
+             "release: set mean-embedding > 0"),
             (self.auxiliary_classifier >= 0, "auxiliary-classifier must be >= 0 (0 = off)"),
             (self.target_epsilon > 0, "target-epsilon must be > 0"),
             (self.max_epsilon > 0, "max-epsilon must be > 0"),
