@@ -129,7 +129,8 @@ def _random_labels(num_classes: int, n: int, device: torch.device,
 def fake_label_weights(config: RunConfig, embedding: MeanEmbedding | None) -> torch.Tensor | None:
     """The class mix of a site's fake images: None (uniform), or with ``fake-labels "site"``
     the site's noisy class counts from its mean-embedding release (post-processing of a
-    release already paid for, so no new privacy cost); uniform when the release holds none."""
+    release already paid for, so no new privacy cost); uniform without a release (``mean-
+    embedding`` 0) or when it holds no counts."""
     if config.fake_labels != "site" or not config.conditional or embedding is None \
             or embedding.counts is None:
         return None

@@ -56,7 +56,7 @@ class RunConfig:
     mean_embedding_features: int = 1024  # random Fourier features (even)
     mean_embedding_bandwidth: float = 0.5  # kernel width, as a fraction of sqrt(pixels)
     mean_embedding_noise: float = 5.0  # noise multiplier of its one-off release
-    fake_labels: str = "uniform"  # fakes' class mix: "uniform", or "site" (its released counts)
+    fake_labels: str = "site"  # fakes' class mix: "site" (its released counts) or "uniform"
     auxiliary_classifier: float = 1.0  # AC-GAN class loss weight (conditional models); 0 = off
     batch_size: int = 64
     learning_rate_generator: float = 2e-4
@@ -174,9 +174,6 @@ class RunConfig:
              "mean-embedding-noise must be > 0 (the release's noise multiplier)"),
             (self.fake_labels in FAKE_LABELS,
              f"fake-labels must be one of {FAKE_LABELS}, got '{self.fake_labels}'"),
-            (self.fake_labels == "uniform" or self.mean_embedding > 0,
-             "fake-labels 'site' draws from the noisy class counts of the mean-embedding "
-             "release: set mean-embedding > 0"),
             (self.auxiliary_classifier >= 0, "auxiliary-classifier must be >= 0 (0 = off)"),
             (self.target_epsilon > 0, "target-epsilon must be > 0"),
             (self.max_epsilon > 0, "max-epsilon must be > 0"),

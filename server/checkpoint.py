@@ -56,6 +56,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         # checkpoints from before the key existed were made with transposed convolutions
         payload["run_config"].setdefault("generator-upsampling", "transpose")
         payload["run_config"].setdefault("site-output-layer", False)  # ... one shared last block
+        payload["run_config"].setdefault("fake-labels", "uniform")  # ... uniform fake classes
         return Checkpoint(**payload)
     except (OSError, RuntimeError, TypeError, KeyError) as error:
         raise ValueError(f"cannot read checkpoint {path}: {error}") from None

@@ -9,6 +9,8 @@ from client.dp_training import LocalTrainer, fake_label_weights
 from medgan_models.config import ConfigError, RunConfig
 from medgan_models.mean_embedding import RandomFourierFeatures, private_mean_embedding
 from medgan_models.networks import build_models
+from medgan_models.weights import pair_state
+from server.checkpoint import load_checkpoint
 
 
 def skewed_site(lesions: int = 0, n: int = 80) -> SiteData:
@@ -47,7 +49,7 @@ def labels_drawn(setting: RunConfig, data: SiteData, steps: int = 6) -> np.ndarr
 def test_site_mix_draws_the_classes_the_site_holds():
     data = skewed_site(lesions=0)  # a site without a single lesion image (scanner C's case)
     site_mix = labels_drawn(config(fake_labels="site"), data)
-    uniform = labels_drawn(config(), data)
+    uniform = labels_drawn(config(fake_labels="uniform"), data)
     # D and G steps both draw (6 + 6 calls of the fake batch)
     assert len(site_mix) == len(uniform) >= 12 * 16
     assert (site_mix == 1).mean() < 0.02  # the site is asked for (next to) no lesions
@@ -60,15 +62,25 @@ def test_weights_are_the_released_noisy_shares():
     weights = fake_label_weights(config(fake_labels="site"), embedding)
     assert weights.sum().item() == pytest.approx(1.0)
     assert weights.numpy() == pytest.approx([0.75, 0.25], abs=1e-5)
-    assert fake_label_weights(config(), embedding) is None  # "uniform"
+    assert fake_label_weights(config(fake_labels="uniform"), embedding) is None
     assert fake_label_weights(config(fake_labels="site", num_classes=0), embedding) is None
-    embedding.counts = None  # a release written before it held its counts: uniform
+    # no release (mean-embedding 0), or one written before it held its counts: uniform
+    assert fake_label_weights(config(fake_labels="site", mean_embedding=0.0), None) is None
+    embedding.counts = None
     assert fake_label_weights(config(fake_labels="site"), embedding) is None
 
 
 def test_config_checks_the_key():
     with pytest.raises(ConfigError, match="fake-labels must be one of"):
         RunConfig.from_mapping({"fake-labels": "balanced"})
-    with pytest.raises(ConfigError, match="set mean-embedding > 0"):
-        RunConfig.from_mapping({"fake-labels": "site", "mean-embedding": 0})
-    assert RunConfig.from_mapping({"fake-labels": "site"}).fake_labels == "site"
+    assert RunConfig().fake_labels == "site"  # the default
+    assert RunConfig.from_mapping({"fake-labels": "uniform"}).fake_labels == "uniform"
+
+
+def test_an_older_checkpoint_resumes_with_uniform_fake_labels(tmp_path):
+    old_config = config().to_mapping()
+    del old_config["fake-labels"]  # written before the option existed
+    path = tmp_path / "round_001.pt"
+    torch.save({"round": 1, "weights": pair_state(*build_models(config())),
+                "run_config": old_config, "seed": 0}, path)
+    assert load_checkpoint(path).run_config["fake-labels"] == "uniform"
