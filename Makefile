@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
+# Test files run in this many pytest-xdist workers (a file's tests stay on one worker):
+# the deployment tests spend minutes waiting on heartbeats and round timeouts, which the
+# other files' training fills. TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medgan-installed
 export FLWR_DISABLE_UPDATE_CHECK := 1
@@ -31,7 +35,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check --select F,E9 --exclude .venv .
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]" "torch==$(TORCH_VERSION)"
