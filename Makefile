@@ -4,9 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
-# Test files run in this many pytest-xdist workers (a file's tests stay on one worker):
-# the deployment tests spend minutes waiting on heartbeats and round timeouts, which the
-# other files' training fills. TEST_WORKERS=0 runs everything in this one process.
+# Test files run in this many pytest-xdist workers (a file's tests stay on one worker): while
+# the deployment tests wait on heartbeats and round timeouts, another file trains. The suite is
+# mostly CPU-bound on 2 cores (10.5 min in one process, 10.2 with 2 workers, 10.4 with 3).
+# TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medgan-installed
