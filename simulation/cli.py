@@ -101,6 +101,12 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="recompute a run's quality metrics for a checkpoint")
     p.add_argument("--run", required=True, type=Path, help="run folder")
     p.add_argument("--checkpoint", type=Path, help="a specific checkpoint (default: the last)")
+    p.add_argument("--generator", choices=("released", "raw"), default="released",
+                   help="released: what the run releases (averaged over rounds when "
+                        "generator-ema is on); raw: the round's aggregated generator")
+    p.add_argument("--eval-samples", type=int, default=None,
+                   help="generated images to score (default: the run's eval-samples; "
+                        "coverage grows with it, so compare figures at the same number)")
 
 
 def _audit_parser(sub: argparse._SubParsersAction) -> None:
@@ -189,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "evaluate":
             from simulation.evaluate import evaluate_run
 
-            result = evaluate_run(args.run, args.checkpoint)
+            result = evaluate_run(args.run, args.checkpoint, args.generator,
+                                  args.eval_samples)
             for key, value in result["metrics"].items():
                 if key == "sites":
                     for site, figures in value.items():

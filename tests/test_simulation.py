@@ -146,3 +146,23 @@ def test_evaluate_recomputes_the_last_checkpoints_metrics(run_dir, tmp_path, cap
     assert "site-1" in capsys.readouterr().out  # one line per site
     assert main(["evaluate", "--run", str(tmp_path)]) == 2
     assert "no checkpoints" in capsys.readouterr().err
+
+
+def test_evaluate_scores_the_raw_generator_and_more_samples_in_files_of_their_own(run_dir,
+                                                                                  capsys):
+    released = run_dir / "evaluation_round_002.json"
+    main(["evaluate", "--run", str(run_dir)])
+    before = released.read_text()
+    assert main(["evaluate", "--run", str(run_dir), "--generator", "raw"]) == 0
+    raw = json.loads((run_dir / "evaluation_round_002_raw.json").read_text())
+    assert raw["generator"] == "raw" and raw["eval_samples"] == 40  # the run's own
+    # generator-ema is on by default: round 2 releases an average of rounds 1 and 2, not the
+    # raw aggregate, so their distances to the real data differ
+    assert finite(raw["metrics"]["frd"])
+    assert raw["metrics"]["frd"] != json.loads(before)["metrics"]["frd"]
+    assert main(["evaluate", "--run", str(run_dir), "--eval-samples", "60"]) == 0
+    more = json.loads((run_dir / "evaluation_round_002_n60.json").read_text())
+    assert more["generator"] == "released" and more["eval_samples"] == 60
+    assert released.read_text() == before  # the default evaluation is kept
+    assert main(["evaluate", "--run", str(run_dir), "--eval-samples", "5"]) == 2
+    assert "eval-samples must be >= 10" in capsys.readouterr().err
