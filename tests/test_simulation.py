@@ -138,31 +138,27 @@ def test_existing_run_is_not_overwritten(run_dir, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
-def test_evaluate_recomputes_the_last_checkpoints_metrics(run_dir, tmp_path, capsys):
+def test_evaluate_recomputes_a_checkpoints_metrics_raw_or_with_more_samples(run_dir, tmp_path,
+                                                                             capsys):
     assert main(["evaluate", "--run", str(run_dir)]) == 0
-    result = json.loads((run_dir / "evaluation_round_002.json").read_text())
+    released = run_dir / "evaluation_round_002.json"
+    before = released.read_text()
+    result = json.loads(before)
     assert result["round"] == 2 and finite(result["metrics"]["frd"])
+    assert result["generator"] == "released" and result["eval_samples"] == 40  # the run's own
     assert set(result["metrics"]["sites"]) == {"site-0", "site-1"}
     assert "site-1" in capsys.readouterr().out  # one line per site
-    assert main(["evaluate", "--run", str(tmp_path)]) == 2
-    assert "no checkpoints" in capsys.readouterr().err
-
-
-def test_evaluate_scores_the_raw_generator_and_more_samples_in_files_of_their_own(run_dir,
-                                                                                  capsys):
-    released = run_dir / "evaluation_round_002.json"
-    main(["evaluate", "--run", str(run_dir)])
-    before = released.read_text()
     assert main(["evaluate", "--run", str(run_dir), "--generator", "raw"]) == 0
     raw = json.loads((run_dir / "evaluation_round_002_raw.json").read_text())
-    assert raw["generator"] == "raw" and raw["eval_samples"] == 40  # the run's own
+    assert raw["generator"] == "raw" and raw["eval_samples"] == 40
     # generator-ema is on by default: round 2 releases an average of rounds 1 and 2, not the
     # raw aggregate, so their distances to the real data differ
-    assert finite(raw["metrics"]["frd"])
-    assert raw["metrics"]["frd"] != json.loads(before)["metrics"]["frd"]
+    assert finite(raw["metrics"]["frd"]) and raw["metrics"]["frd"] != result["metrics"]["frd"]
     assert main(["evaluate", "--run", str(run_dir), "--eval-samples", "60"]) == 0
     more = json.loads((run_dir / "evaluation_round_002_n60.json").read_text())
     assert more["generator"] == "released" and more["eval_samples"] == 60
-    assert released.read_text() == before  # the default evaluation is kept
+    assert released.read_text() == before  # each variant has a file of its own
     assert main(["evaluate", "--run", str(run_dir), "--eval-samples", "5"]) == 2
     assert "eval-samples must be >= 10" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path)]) == 2
+    assert "no checkpoints" in capsys.readouterr().err
