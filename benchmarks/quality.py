@@ -1,8 +1,8 @@
 """Quality benchmark: what privacy and federation cost, at a fixed wall-time budget.
 
     python benchmarks/quality.py [--minutes 15] [--out DIR] [--json OUT.json] [--settings ...]
-                                 [--seeds 0 1 2] [--rounds N] [--eval-every N]
-                                 [--set KEY=VALUE ...]
+                                 [--seeds 0 1 2] [--rounds N] [--eval-every N | --evaluations N]
+                                 [--set KEY=VALUE ...] [--device auto|cpu|cuda]
 
 Three runs of ``medgan simulate`` with its defaults on the default phantom data at 32x32, each
 given the same wall-time budget: ``federated_dp`` (3 non-IID sites: each its own scanner, and
@@ -16,7 +16,8 @@ three scanners), under DP: the same federation without the sites' differences. `
 measures a lever: run-config keys added to every setting (a setting's own keys win:
 ``nonprivate`` stays without noise). The number of rounds is chosen from a measured
 training-step time so that each run fits its budget (or given: ``--rounds``); the privacy noise
-is derived for exactly those rounds. Prints a table of the metrics of ``summary.json``, the
+is derived for exactly those rounds. ``--device auto`` (the default) trains on a GPU where one
+is found, and then plans the rounds from the GPU's step time. Prints a table of the metrics of ``summary.json``, the
 ratios, and where each run's folder and sample grid are.
 """
 
@@ -40,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from client.data.sources import load_site_dataset  # noqa: E402
-from client.dp_training import LocalTrainer  # noqa: E402
+from client.dp_training import LocalTrainer, resolve_device  # noqa: E402
 from client.embedding_release import make_release  # noqa: E402
 from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 from medgan_models.networks import build_models  # noqa: E402
@@ -48,6 +49,7 @@ from medgan_models.networks import build_models  # noqa: E402
 METRICS = ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
            "trtr_accuracy", "tstr_over_trtr")
 ROUND_OVERHEAD = 1.3  # evaluation, start-up and framework time on top of training (measured)
+ROUND_FIXED_S = 1.0  # each round's messages, aggregation and checkpoint (what a GPU round is)
 TOTAL_SAMPLES = 6000
 FEDERATED_SITES, ALPHA = 3, 1.0
 POOLED_FILE = "pooled_sites.npz"  # the federated sites' images, for the centralized run
@@ -86,23 +88,27 @@ def write_pooled_sites(path: Path, image_size: int = 32,
     return len(labels)
 
 
-def step_seconds(config: RunConfig, steps: int = 8) -> float:
+def step_seconds(config: RunConfig, steps: int = 8,
+                 device: torch.device = torch.device("cpu")) -> float:
     """Median seconds of one local training step (DP discriminator step + generator step) with
-    ``config``, on one thread: each simulated site gets one core."""
+    ``config`` on ``device``; on CPU on one thread: each simulated site gets one core."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
     try:
         data = load_site_dataset("phantom", 0, 3, config.image_size, config.channels,
                                  samples_per_site=TOTAL_SAMPLES // 3)
         generator, discriminator = build_models(config)
         trainer = LocalTrainer(generator, discriminator, data, config, 1.0,
-                               torch.device("cpu"), seed=0,
+                               device, seed=0,
                                embedding=make_release(config, data))
         trainer.step()  # warm-up
         times = []
         for _ in range(steps):
             start = time.perf_counter()
             trainer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             times.append(time.perf_counter() - start)
         return statistics.median(times)
     finally:
@@ -111,9 +117,10 @@ def step_seconds(config: RunConfig, steps: int = 8) -> float:
 
 def rounds_for_budget(seconds: float, sites: int, local_steps: int, step_s: float,
                       cores: int) -> int:
-    """Rounds whose local training (``sites`` sharing ``cores``, one core each) and overhead
-    fit ``seconds``."""
-    per_round = local_steps * step_s * math.ceil(sites / max(1, cores)) * ROUND_OVERHEAD
+    """Rounds whose local training (``sites`` sharing ``cores``, one core each: pass 1 for
+    sites sharing one GPU) and overhead fit ``seconds``."""
+    per_round = (local_steps * step_s * math.ceil(sites / max(1, cores)) * ROUND_OVERHEAD
+                 + ROUND_FIXED_S)
     return max(1, int(seconds / per_round))
 
 
@@ -145,7 +152,7 @@ def run_setting(name: str, rounds: int, out: Path, base: dict[str, Any] | None =
     toml.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "simulation.cli", "simulate", "--sites", str(sites),
-                    "--config", str(toml), "--out", str(out), "--device", "cpu"],
+                    "--config", str(toml), "--out", str(out)],
                    check=True, cwd=Path(__file__).parents[1])
     summary = json.loads((out / "summary.json").read_text())
     return {"rounds": rounds, "seconds": time.perf_counter() - start,
@@ -225,25 +232,39 @@ def main(argv: list[str] | None = None) -> int:
                              "the same images split at random over 3 sites)")
     parser.add_argument("--rounds", type=int,
                         help="this many rounds per run instead of what the budget allows")
-    parser.add_argument("--eval-every", type=int,
-                        help="evaluate every N rounds (a learning curve in each run's "
-                             "metrics.jsonl; default: only at the end)")
+    evaluations = parser.add_mutually_exclusive_group()
+    evaluations.add_argument("--eval-every", type=int,
+                             help="evaluate every N rounds (a learning curve in each run's "
+                                  "metrics.jsonl; default: only at the end)")
+    evaluations.add_argument("--evaluations", type=int,
+                             help="evaluate N times, evenly over each run's rounds (with "
+                                  "--minutes, where the rounds are not known beforehand)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="run every setting once per seed (data split and initialisation) "
                              "and report the mean and standard deviation (default: 0)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="run-config keys for every run, e.g. --set site-output-layer=true "
                              "(a setting's own keys win: nonprivate keeps its noise off)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where the sites train (auto: a GPU where one is found)")
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.set)
     except ConfigError as error:
         parser.error(str(error))
     defaults = RunConfig.from_mapping(overrides)
-    step_s = step_seconds(defaults)
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as error:
+        parser.error(str(error))
+    step_s = step_seconds(defaults, device=device)
     cores = os.cpu_count() or 1
-    print(f"budget {args.minutes:g} min per run on {cores} cores; one training step "
-          f"{step_s * 1000:.0f} ms (32x32, batch {defaults.batch_size}, one core)"
+    # sites on one GPU are planned as taking turns on it (a run then ends before its budget)
+    parallel = cores if device.type == "cpu" else 1
+    print(f"budget {args.minutes:g} min per run on {cores} cores"
+          + (f" and {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
+          + f"; one training step {step_s * 1000:.0f} ms (32x32, batch {defaults.batch_size}, "
+          + ("one core)" if device.type == "cpu" else "the GPU)")
           + (f"; with {', '.join(args.set)}" if args.set else ""), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.settings}
@@ -252,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out if len(args.seeds) == 1 else args.out / f"seed-{seed}"
         out.mkdir(parents=True, exist_ok=True)
         extra: dict[str, dict[str, Any]] = {
-            name: {"seed": seed, **({"eval-every": args.eval_every} if args.eval_every else {})}
+            name: {"seed": seed, "device": args.device,
+                   **({"eval-every": args.eval_every} if args.eval_every else {})}
             for name in args.settings}
         if any(name in POOLED_DATA for name in args.settings):
             pooled = out / POOLED_FILE
@@ -262,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                 extra[name]["data"] = str(pooled.resolve())
         for name in args.settings:
             rounds = args.rounds or rounds_for_budget(args.minutes * 60, SETTINGS[name]["sites"],
-                                                      defaults.local_steps, step_s, cores)
+                                                      defaults.local_steps, step_s, parallel)
+            if args.evaluations:
+                extra[name]["eval-every"] = max(1, math.ceil(rounds / args.evaluations))
             print(f"== {name}, seed {seed}: {rounds} rounds x {defaults.local_steps} steps",
                   flush=True)
             runs[name].append(run_setting(name, rounds, out / name, overrides, **extra[name]))

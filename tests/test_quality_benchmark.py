@@ -19,8 +19,10 @@ from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 def test_rounds_fill_the_budget_and_sites_beyond_the_cores_take_turns():
     two_waves = quality.rounds_for_budget(600, sites=3, local_steps=40, step_s=0.1, cores=2)
     one_wave = quality.rounds_for_budget(600, sites=1, local_steps=40, step_s=0.1, cores=2)
-    assert one_wave == 2 * two_waves or one_wave == 2 * two_waves + 1
-    assert two_waves * 40 * 0.1 * 2 * quality.ROUND_OVERHEAD <= 600
+    for rounds, waves in ((two_waves, 2), (one_wave, 1)):  # as many rounds as fit, no more
+        per_round = 40 * 0.1 * waves * quality.ROUND_OVERHEAD + quality.ROUND_FIXED_S
+        assert rounds * per_round <= 600 < (rounds + 1) * per_round
+    assert one_wave > 1.5 * two_waves
     assert quality.rounds_for_budget(1, sites=3, local_steps=40, step_s=0.1, cores=2) == 1
 
 
@@ -90,7 +92,7 @@ def test_main_runs_every_setting_once_per_seed_in_its_own_folder(tmp_path, monke
                 "samples": "s.png", **{k: 0.1 * (1 + extra["seed"]) for k in quality.METRICS}}
 
     monkeypatch.setattr(quality, "run_setting", fake_run)
-    monkeypatch.setattr(quality, "step_seconds", lambda config: 0.01)
+    monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.01)
     monkeypatch.setattr(quality, "write_pooled_sites", lambda path, seed: 60)
     out_json = tmp_path / "q.json"
     assert quality.main(["--out", str(tmp_path), "--seeds", "0", "1", "--json", str(out_json),
@@ -114,7 +116,7 @@ def test_the_ceiling_setting_trains_on_the_pooled_file_with_given_rounds(tmp_pat
                 "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
 
     monkeypatch.setattr(quality, "run_setting", fake_run)
-    monkeypatch.setattr(quality, "step_seconds", lambda config: 0.01)
+    monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.01)
     monkeypatch.setattr(quality, "write_pooled_sites", lambda path, seed: 60)
     assert quality.main(["--out", str(tmp_path), "--settings", "centralized_dp",
                          "centralized_nonprivate", "--rounds", "7", "--eval-every", "3"]) == 0
@@ -122,6 +124,7 @@ def test_the_ceiling_setting_trains_on_the_pooled_file_with_given_rounds(tmp_pat
     for name in ("centralized_dp", "centralized_nonprivate"):
         rounds, extra = calls[name]
         assert rounds == 7 and extra["data"] == pooled and extra["eval-every"] == 3
+        assert extra["device"] == "auto"  # the run config's device: a GPU where one is found
     assert quality.SETTINGS["centralized_nonprivate"]["noise-multiplier"] == 1e-3
     assert "centralized_nonprivate" not in quality.DEFAULT_SETTINGS
 
@@ -137,7 +140,7 @@ def test_the_iid_federation_splits_the_pooled_file_at_random_and_its_cost_is_pri
                 "samples": "s.png", **{k: 0.5 for k in quality.METRICS}, "frd": frd}
 
     monkeypatch.setattr(quality, "run_setting", fake_run)
-    monkeypatch.setattr(quality, "step_seconds", lambda config: 0.01)
+    monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.01)
     monkeypatch.setattr(quality, "write_pooled_sites", lambda path, seed: 60)
     assert quality.main(["--out", str(tmp_path), "--settings", "federated_dp",
                          "federated_dp_iid", "--rounds", "2"]) == 0
@@ -171,3 +174,24 @@ def test_set_adds_run_config_keys_under_each_settings_own(tmp_path, monkeypatch)
             quality.parse_overrides(bad)
     with pytest.raises(SystemExit):
         quality.main(["--set", "no-such-key=1", "--out", str(tmp_path)])
+
+
+def test_evaluations_spread_over_the_planned_rounds_and_cpu_runs_plan_per_core(tmp_path,
+                                                                               monkeypatch):
+    calls = {}
+
+    def fake_run(name, rounds, out, base=None, **extra):
+        calls[name] = (rounds, extra)
+        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
+                "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
+
+    monkeypatch.setattr(quality, "run_setting", fake_run)
+    monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.01)
+    monkeypatch.setattr(quality.os, "cpu_count", lambda: 2)
+    assert quality.main(["--out", str(tmp_path), "--settings", "federated_dp", "--minutes", "1",
+                         "--evaluations", "4", "--device", "cpu"]) == 0
+    rounds, extra = calls["federated_dp"]
+    assert rounds == quality.rounds_for_budget(60, 3, RunConfig().local_steps, 0.01, 2)
+    assert extra["eval-every"] == -(-rounds // 4) and extra["device"] == "cpu"
+    with pytest.raises(SystemExit):  # one way to say when to evaluate
+        quality.main(["--out", str(tmp_path), "--eval-every", "2", "--evaluations", "4"])
