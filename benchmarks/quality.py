@@ -17,8 +17,8 @@ measures a lever: run-config keys added to every setting (a setting's own keys w
 ``nonprivate`` stays without noise). The number of rounds is chosen from a measured
 training-step time so that each run fits its budget (or given: ``--rounds``); the privacy noise
 is derived for exactly those rounds. ``--device auto`` (the default) trains on a GPU where one
-is found, and then plans the rounds from the GPU's step time. Prints a table of the metrics of ``summary.json``, the
-ratios, and where each run's folder and sample grid are.
+is found, and then plans the rounds from the GPU's step time. Prints a table of the metrics of
+``summary.json``, the ratios, and where each run's folder and sample grid are.
 """
 
 from __future__ import annotations

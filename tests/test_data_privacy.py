@@ -58,7 +58,7 @@ def captured(tmp_path_factory):
         code = main(["simulate", "--data", ",".join(map(str, sites)), "--sites", "2",
                      "--rounds", "1", "--image-size", "16", "--local-steps", "2",
                      "--batch-size", "4", "--num-classes", "0", "--seed", "3", "--device", "cpu",
-                     "--out", str(base / "run"), "--config", str(settings)])
+                     "--accountant", "rdp", "--out", str(base / "run"), "--config", str(settings)])
     finally:
         mp.undo()
     assert code == 0

@@ -96,7 +96,8 @@ def test_simulate_runs_its_sites_on_the_cluster(ray_head, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "simulation.cli", "simulate", "--sites", "2", "--rounds", "1",
          "--image-size", "16", "--local-steps", "2", "--batch-size", "16",
-         "--samples-per-site", "48", "--seed", "1", "--device", "cpu", "--out", str(out),
+         "--samples-per-site", "48", "--seed", "1", "--device", "cpu", "--accountant", "rdp",
+         "--out", str(out),
          "--config", str(cheap_eval), "--ray-address", address],
         cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output, _ = process.communicate(timeout=180)

@@ -193,7 +193,7 @@ def site_conditional_run(tmp_path_factory):
                       "tstr-steps = 10\nholdout-fraction = 0.2\n")
     assert main(["simulate", "--sites", "2", "--image-size", "16", "--local-steps", "3",
                  "--batch-size", "16", "--samples-per-site", "64", "--seed", "1",
-                 "--device", "cpu", "--rounds", "1", "--out", str(out),
+                 "--device", "cpu", "--rounds", "1", "--accountant", "rdp", "--out", str(out),
                  "--config", str(config)]) == 0
     return out
 
