@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from benchmarks import quality  # noqa: E402
 from client.data.sources import load_site_dataset  # noqa: E402
@@ -195,3 +196,25 @@ def test_evaluations_spread_over_the_planned_rounds_and_cpu_runs_plan_per_core(t
     assert extra["eval-every"] == -(-rounds // 4) and extra["device"] == "cpu"
     with pytest.raises(SystemExit):  # one way to say when to evaluate
         quality.main(["--out", str(tmp_path), "--eval-every", "2", "--evaluations", "4"])
+
+
+def test_on_a_gpu_the_sites_are_planned_to_train_at_once(tmp_path, monkeypatch, capsys):
+    calls = {}
+
+    def fake_run(name, rounds, out, base=None, **extra):
+        calls[name] = (rounds, extra)
+        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
+                "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
+
+    monkeypatch.setattr(quality, "run_setting", fake_run)
+    monkeypatch.setattr(quality, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(quality.torch.cuda, "get_device_name", lambda device: "Test GPU")
+    monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.03)
+    monkeypatch.setattr(quality.os, "cpu_count", lambda: 16)
+    assert quality.main(["--out", str(tmp_path), "--settings", "federated_dp", "--minutes", "6",
+                         "--device", "cuda"]) == 0
+    rounds, extra = calls["federated_dp"]
+    steps = RunConfig().local_steps
+    assert rounds == quality.rounds_for_budget(360, 3, steps, 0.03, quality.GPU_SITES_AT_ONCE)
+    assert rounds > quality.rounds_for_budget(360, 3, steps, 0.03, 1)  # not taking turns
+    assert extra["device"] == "cuda" and "Test GPU" in capsys.readouterr().out
