@@ -17,6 +17,20 @@ from client.data.sources import load_site_dataset  # noqa: E402
 from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 
 
+def recorded_runs(monkeypatch) -> dict:
+    """Replace ``run_setting`` by a stand-in that records each setting's (rounds, run-config
+    keys) in the returned dict."""
+    calls = {}
+
+    def fake_run(name, rounds, out, base=None, **extra):
+        calls[name] = (rounds, extra)
+        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
+                "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
+
+    monkeypatch.setattr(quality, "run_setting", fake_run)
+    return calls
+
+
 def test_rounds_fill_the_budget_and_sites_beyond_the_cores_take_turns():
     two_waves = quality.rounds_for_budget(600, sites=3, local_steps=40, step_s=0.1, cores=2)
     one_wave = quality.rounds_for_budget(600, sites=1, local_steps=40, step_s=0.1, cores=2)
@@ -109,14 +123,7 @@ def test_main_runs_every_setting_once_per_seed_in_its_own_folder(tmp_path, monke
 
 
 def test_the_ceiling_setting_trains_on_the_pooled_file_with_given_rounds(tmp_path, monkeypatch):
-    calls = {}
-
-    def fake_run(name, rounds, out, base=None, **extra):
-        calls[name] = (rounds, extra)
-        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 1e9, "run": str(out),
-                "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
-
-    monkeypatch.setattr(quality, "run_setting", fake_run)
+    calls = recorded_runs(monkeypatch)
     monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.01)
     monkeypatch.setattr(quality, "write_pooled_sites", lambda path, seed: 60)
     assert quality.main(["--out", str(tmp_path), "--settings", "centralized_dp",
@@ -179,14 +186,7 @@ def test_set_adds_run_config_keys_under_each_settings_own(tmp_path, monkeypatch)
 
 def test_evaluations_spread_over_the_planned_rounds_and_cpu_runs_plan_per_core(tmp_path,
                                                                                monkeypatch):
-    calls = {}
-
-    def fake_run(name, rounds, out, base=None, **extra):
-        calls[name] = (rounds, extra)
-        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
-                "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
-
-    monkeypatch.setattr(quality, "run_setting", fake_run)
+    calls = recorded_runs(monkeypatch)
     monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.01)
     monkeypatch.setattr(quality.os, "cpu_count", lambda: 2)
     assert quality.main(["--out", str(tmp_path), "--settings", "federated_dp", "--minutes", "1",
@@ -199,14 +199,7 @@ def test_evaluations_spread_over_the_planned_rounds_and_cpu_runs_plan_per_core(t
 
 
 def test_on_a_gpu_the_sites_are_planned_to_train_at_once(tmp_path, monkeypatch, capsys):
-    calls = {}
-
-    def fake_run(name, rounds, out, base=None, **extra):
-        calls[name] = (rounds, extra)
-        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
-                "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
-
-    monkeypatch.setattr(quality, "run_setting", fake_run)
+    calls = recorded_runs(monkeypatch)
     monkeypatch.setattr(quality, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(quality.torch.cuda, "get_device_name", lambda device: "Test GPU")
     monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.03)
