@@ -7,8 +7,8 @@ TORCH_VERSION ?= 2.13.0
 # Test files run in this many pytest-xdist workers (a file's tests stay on one worker): while
 # the deployment tests wait on heartbeats and round timeouts, another file trains. The suite is
 # mostly CPU-bound on 2 cores (10.5 min in one process, 10.2 with 2 workers, 10.4 with 3).
-# --no-loadscope-reorder keeps the order of tests/conftest.py: the deployment files first (by
-# default xdist starts the files with the most tests first, which left them for last).
+# --no-loadscope-reorder keeps the order of tests/conftest.py: the deployment fault story first
+# (by default xdist starts the files with the most tests first, which left it for last).
 # TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= 2
 BIN := $(VENV)/bin

@@ -98,7 +98,7 @@ def test_killed_site_and_killed_server_the_run_still_finishes(tmp_path):
         wait_for(lambda: rounds_done(out) >= 1, 150, "round 1", every=0.2)
         wait_for(lambda: sites[2].output().count("Receiving: train message") >= 2
                  and sites[2].output().count("Start `flwr-clientapp`") >= 2,
-                 60, "hospital-3 to start training round 2", every=0.2)
+                 120, "hospital-3 to start training round 2", every=0.2)
         cluster.kill(sites[2], signal.SIGKILL)
         killed_at = time.monotonic()
         # restarted at once, it is refused: for the SuperLink the old session is still online
