@@ -7,8 +7,6 @@ TORCH_VERSION ?= 2.13.0
 # Test files run in this many pytest-xdist workers (a file's tests stay on one worker): while
 # the deployment tests wait on heartbeats and round timeouts, another file trains. The suite is
 # mostly CPU-bound on 2 cores (10.5 min in one process, 10.2 with 2 workers, 10.4 with 3).
-# --no-loadscope-reorder keeps the order of tests/conftest.py: the deployment fault story first
-# (by default xdist starts the files with the most tests first, which left it for last).
 # TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
@@ -38,7 +36,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check --select F,E9 --exclude .venv .
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]" "torch==$(TORCH_VERSION)"
