@@ -45,12 +45,14 @@ from client.dp_training import LocalTrainer, resolve_device  # noqa: E402
 from client.embedding_release import make_release  # noqa: E402
 from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 from medgan_models.networks import build_models  # noqa: E402
+from simulation.simulate import backend_config  # noqa: E402
 
 METRICS = ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
            "trtr_accuracy", "tstr_over_trtr")
 ROUND_OVERHEAD = 1.3  # evaluation, start-up and framework time on top of training (measured)
 ROUND_FIXED_S = 1.0  # each round's messages, aggregation and checkpoint (what a GPU round is)
-GPU_SITES_AT_ONCE = 4
+# sites sharing one GPU at once: each takes the share simulation/simulate.py asks Ray for
+GPU_SITES_AT_ONCE = round(1 / backend_config("cuda")["client_resources"]["num_gpus"])
 TOTAL_SAMPLES = 6000
 FEDERATED_SITES, ALPHA = 3, 1.0
 POOLED_FILE = "pooled_sites.npz"  # the federated sites' images, for the centralized run
@@ -260,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     step_s = step_seconds(defaults, device=device)
     cores = os.cpu_count() or 1
-    # on a GPU up to 4 sites train at once (a quarter GPU each: simulation/simulate.py); their
-    # steps overlap (H100: a 3-site round of 20 steps took 1.7 s, one site's steps 0.7 s)
+    # on a GPU several sites train at once (GPU_SITES_AT_ONCE); their steps overlap
+    # (H100: a 3-site round of 20 steps took 1.7 s, one site's steps 0.7 s)
     parallel = cores if device.type == "cpu" else GPU_SITES_AT_ONCE
     print(f"budget {args.minutes:g} min per run on {cores} cores"
           + (f" and {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
