@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .config import SUPPORTED_IMAGE_SIZES, UPSAMPLINGS, RunConfig, resampling_blocks
+from .site_norm import SiteBatchNorm2d
 
 
 def _num_blocks(image_size: int) -> int:
@@ -68,13 +69,16 @@ class Generator(nn.Module):
     a site's code for a class that site has (next to) no images of. With ``site_output`` too,
     the last block (to pixels, and its noise scales) is one per site: a scanner's intensity
     mapping and grain, learned by that site alone instead of averaged with the others' (its
-    output channels are stacked site by site; each image keeps its own site's).
+    output channels are stacked site by site; each image keeps its own site's). With
+    ``site_batchnorm``, every BatchNorm keeps a scale, shift and statistics per site
+    (:class:`SiteBatchNorm2d`, as FedBN does), so that normalisation does not undo the code.
     """
 
     def __init__(self, image_size: int = 32, channels: int = 1, latent_dim: int = 64,
                  num_classes: int = 0, base_channels: int = 32,
                  upsampling: str = "transpose", noise_injection: bool = False,
-                 num_sites: int = 0, site_output: bool = False) -> None:
+                 num_sites: int = 0, site_output: bool = False,
+                 site_batchnorm: bool = False) -> None:
         super().__init__()
         if upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got '{upsampling}'")
@@ -86,11 +90,16 @@ class Generator(nn.Module):
         self.site_embedding = nn.Embedding(num_sites, latent_dim) if num_sites > 1 else None
         if self.site_embedding is not None:
             self.register_buffer("site_examples", torch.zeros(num_sites, max(num_classes, 1)))
+        per_site_norm = self.site_embedding is not None and site_batchnorm
+
+        def norm(c: int) -> nn.Module:
+            return SiteBatchNorm2d(c, num_sites) if per_site_norm else nn.BatchNorm2d(c)
+
         top = _width(base_channels, blocks - 1)
         self.project = nn.Sequential(
             nn.Linear(latent_dim, top * 16, bias=False),
             nn.Unflatten(1, (top, 4, 4)),
-            nn.BatchNorm2d(top),
+            norm(top),
             nn.ReLU(inplace=True),
         )
         layers: list[nn.Module] = []
@@ -99,7 +108,7 @@ class Generator(nn.Module):
             layers += [
                 *_upsample(c_in, c_out, upsampling, bias=False),
                 *([NoiseInjection(c_out)] if noise_injection else []),
-                nn.BatchNorm2d(c_out),
+                norm(c_out),
                 nn.ReLU(inplace=True),
             ]
         # the last block (to pixels): shared, or one per site (each site's output channels)
@@ -124,7 +133,7 @@ class Generator(nn.Module):
             if sites is None:
                 sites = self.draw_sites(z.shape[0], labels)
             z = z * self.site_embedding(sites.to(z.device))
-        out = self.body(self.project(z))
+        out = _run(self.body, _run(self.project, z, sites), sites)
         if self.site_output is None:
             return out
         out = self.site_output(out)
@@ -138,6 +147,10 @@ class Generator(nn.Module):
         if self.site_embedding is None:
             return {}
         owned = {"site_embedding.weight": (0, 1)}
+        for prefix, module in self.named_modules():
+            if isinstance(module, SiteBatchNorm2d):  # a row per site
+                owned.update({f"{prefix}.{name}": (0, 1) for name in
+                              ("weight", "bias", "running_mean", "running_var")})
         for index, module in enumerate(self.site_output or []):
             for name, _ in module.named_parameters():
                 # output channels: dim 0 of a Conv2d weight and of biases, dim 1 of a
@@ -172,6 +185,13 @@ class Generator(nn.Module):
             if saved.ndim == 1 and saved.shape[0] == self.num_sites:
                 state_dict[key] = spread_over_classes(saved, self.site_examples.shape[1])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _run(layers: nn.Sequential, x: torch.Tensor, sites: torch.Tensor | None) -> torch.Tensor:
+    """``layers`` applied in turn; per-site norms also get each image's site."""
+    for layer in layers:
+        x = layer(x, sites) if isinstance(layer, SiteBatchNorm2d) else layer(x)
+    return x
 
 
 def spread_over_classes(sizes: torch.Tensor, classes: int) -> torch.Tensor:
@@ -244,7 +264,7 @@ def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
     generator = Generator(config.image_size, config.channels, config.latent_dim,
                           num_classes, config.base_channels, config.generator_upsampling,
                           config.generator_noise, config.num_sites,
-                          config.site_output_layer)
+                          config.site_output_layer, config.site_batchnorm)
     discriminator = Discriminator(config.image_size, config.channels, num_classes,
                                   config.discriminator_channels or config.base_channels,
                                   auxiliary_classifier=config.conditional
@@ -262,6 +282,11 @@ def _dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm2d | nn.GroupNorm):
         nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, SiteBatchNorm2d):  # every site starts from the same scale
+        nn.init.normal_(module.weight[:1], 1.0, 0.02)
+        with torch.no_grad():
+            module.weight.copy_(module.weight[:1].expand_as(module.weight))
         nn.init.zeros_(module.bias)
     elif isinstance(module, Discriminator) and module.projection is not None:
         # N(0, 1) embeddings would make the projection term dominate the score at the start

@@ -1,4 +1,5 @@
-"""`site-output-layer`: with site codes, each site owns a slice of the generator's last block."""
+"""`site-output-layer` and `site-batchnorm`: with site codes, each site owns a slice of the
+generator's last block, or a row of each of its BatchNorms."""
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ from server.site_codes import take_site_rows
 CONFIG = RunConfig(image_size=16, num_sites=3, site_output_layer=True, batch_size=8,
                    local_steps=2, latent_dim=16, base_channels=8, grad_sample_mode="hooks",
                    mean_embedding=0.0)
+# each option alone: what a site owns besides its code
+SITE_PARTS = {"output-layer": CONFIG,
+              "batchnorm": CONFIG.replace(site_output_layer=False, site_batchnorm=True)}
 
 
 def _slice(tensor: torch.Tensor, dim: int, width: int, site: int) -> torch.Tensor:
@@ -46,22 +50,27 @@ def test_an_images_pixels_come_from_its_own_sites_slice_only(upsampling, noise):
             assert _slice(grad, dim, width, other).abs().sum() == 0, name
 
 
-def test_without_site_codes_the_option_changes_nothing():
-    generator, _ = build_models(CONFIG.replace(num_sites=0))
+@pytest.mark.parametrize("part", SITE_PARTS)
+def test_without_site_codes_the_option_changes_nothing(part):
+    generator, _ = build_models(SITE_PARTS[part].replace(num_sites=0))
     plain, _ = build_models(CONFIG.replace(num_sites=0, site_output_layer=False))
     assert generator.site_output is None and generator.site_owned() == {}
     assert generator.state_dict().keys() == plain.state_dict().keys()
 
 
-def test_a_site_trains_only_its_own_slice():
-    generator, discriminator = build_models(CONFIG)
-    before = {k: v.detach().clone() for k, v in generator.named_parameters()}
+@pytest.mark.parametrize("part", SITE_PARTS)
+def test_a_site_trains_only_its_own_slice(part):
+    config = SITE_PARTS[part]
+    generator, discriminator = build_models(config)
+    owned = generator.site_owned()
+    assert len(owned) > 1, "the site owns more than its code"
+    before = {k: v.detach().clone() for k, v in generator.state_dict().items()}
     data = SiteData(np.random.default_rng(0).uniform(-1, 1, (32, 1, 16, 16)).astype(np.float32),
                     np.arange(32) % 2, 2, ["a", "b"], "test")
-    train_locally(generator, discriminator, data, CONFIG, 1.0, torch.device("cpu"), seed=0,
+    train_locally(generator, discriminator, data, config, 1.0, torch.device("cpu"), seed=0,
                   site_code=2)
-    after = dict(generator.named_parameters())
-    for name, (dim, width) in generator.site_owned().items():
+    after = generator.state_dict()  # parameters and running statistics
+    for name, (dim, width) in owned.items():
         assert not torch.equal(_slice(after[name], dim, width, 2),
                                _slice(before[name], dim, width, 2)), name
         for other in (0, 1):
@@ -69,8 +78,9 @@ def test_a_site_trains_only_its_own_slice():
                                        _slice(before[name], dim, width, other))
 
 
-def test_the_server_takes_each_sites_slices_from_that_site():
-    generator, discriminator = build_models(CONFIG)
+@pytest.mark.parametrize("part", SITE_PARTS)
+def test_the_server_takes_each_sites_slices_from_that_site(part):
+    generator, discriminator = build_models(SITE_PARTS[part])
     owned = generator.site_owned()
     reference = pair_state(generator, discriminator)
     sent = []
