@@ -74,6 +74,7 @@ class RunConfig:
     num_sites: int = AUTO_SITES
     site_output_layer: bool = False  # with site codes: a last generator block per site
     site_batchnorm: bool = False  # with site codes: the generator's BatchNorm per site (FedBN)
+    class_batchnorm: bool = False  # conditional models: the generator's BatchNorm scale per class
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
     target_epsilon: float = 10.0
     max_epsilon: float = 10.0

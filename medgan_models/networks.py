@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .config import SUPPORTED_IMAGE_SIZES, UPSAMPLINGS, RunConfig, resampling_blocks
-from .site_norm import SiteBatchNorm2d
+from .conditional_norm import ConditionalBatchNorm2d
 
 
 def _num_blocks(image_size: int) -> int:
@@ -70,15 +70,16 @@ class Generator(nn.Module):
     the last block (to pixels, and its noise scales) is one per site: a scanner's intensity
     mapping and grain, learned by that site alone instead of averaged with the others' (its
     output channels are stacked site by site; each image keeps its own site's). With
-    ``site_batchnorm``, every BatchNorm keeps a scale, shift and statistics per site
-    (:class:`SiteBatchNorm2d`, as FedBN does), so that normalisation does not undo the code.
+    ``site_batchnorm`` every BatchNorm keeps its statistics, scale and shift per site (as
+    FedBN does), with ``class_batchnorm`` a scale and shift per class (conditional BatchNorm):
+    :class:`ConditionalBatchNorm2d`, so that normalisation does not undo the codes.
     """
 
     def __init__(self, image_size: int = 32, channels: int = 1, latent_dim: int = 64,
                  num_classes: int = 0, base_channels: int = 32,
                  upsampling: str = "transpose", noise_injection: bool = False,
                  num_sites: int = 0, site_output: bool = False,
-                 site_batchnorm: bool = False) -> None:
+                 site_batchnorm: bool = False, class_batchnorm: bool = False) -> None:
         super().__init__()
         if upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got '{upsampling}'")
@@ -90,10 +91,13 @@ class Generator(nn.Module):
         self.site_embedding = nn.Embedding(num_sites, latent_dim) if num_sites > 1 else None
         if self.site_embedding is not None:
             self.register_buffer("site_examples", torch.zeros(num_sites, max(num_classes, 1)))
-        per_site_norm = self.site_embedding is not None and site_batchnorm
+        norm_sites = num_sites if self.site_embedding is not None and site_batchnorm else 1
+        norm_classes = num_classes if self.label_embedding is not None and class_batchnorm else 1
 
         def norm(c: int) -> nn.Module:
-            return SiteBatchNorm2d(c, num_sites) if per_site_norm else nn.BatchNorm2d(c)
+            if norm_sites == norm_classes == 1:
+                return nn.BatchNorm2d(c)
+            return ConditionalBatchNorm2d(c, norm_sites, norm_classes)
 
         top = _width(base_channels, blocks - 1)
         self.project = nn.Sequential(
@@ -133,7 +137,7 @@ class Generator(nn.Module):
             if sites is None:
                 sites = self.draw_sites(z.shape[0], labels)
             z = z * self.site_embedding(sites.to(z.device))
-        out = _run(self.body, _run(self.project, z, sites), sites)
+        out = _run(self.body, _run(self.project, z, sites, labels), sites, labels)
         if self.site_output is None:
             return out
         out = self.site_output(out)
@@ -148,7 +152,7 @@ class Generator(nn.Module):
             return {}
         owned = {"site_embedding.weight": (0, 1)}
         for prefix, module in self.named_modules():
-            if isinstance(module, SiteBatchNorm2d):  # a row per site
+            if isinstance(module, ConditionalBatchNorm2d) and module.sites > 1:  # row per site
                 owned.update({f"{prefix}.{name}": (0, 1) for name in
                               ("weight", "bias", "running_mean", "running_var")})
         for index, module in enumerate(self.site_output or []):
@@ -187,10 +191,11 @@ class Generator(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def _run(layers: nn.Sequential, x: torch.Tensor, sites: torch.Tensor | None) -> torch.Tensor:
-    """``layers`` applied in turn; per-site norms also get each image's site."""
+def _run(layers: nn.Sequential, x: torch.Tensor, sites: torch.Tensor | None,
+         labels: torch.Tensor | None) -> torch.Tensor:
+    """``layers`` applied in turn; conditional norms also get each image's site and label."""
     for layer in layers:
-        x = layer(x, sites) if isinstance(layer, SiteBatchNorm2d) else layer(x)
+        x = layer(x, sites, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
     return x
 
 
@@ -264,7 +269,8 @@ def build_models(config: RunConfig) -> tuple[Generator, Discriminator]:
     generator = Generator(config.image_size, config.channels, config.latent_dim,
                           num_classes, config.base_channels, config.generator_upsampling,
                           config.generator_noise, config.num_sites,
-                          config.site_output_layer, config.site_batchnorm)
+                          config.site_output_layer, config.site_batchnorm,
+                          config.class_batchnorm)
     discriminator = Discriminator(config.image_size, config.channels, num_classes,
                                   config.discriminator_channels or config.base_channels,
                                   auxiliary_classifier=config.conditional
@@ -283,10 +289,9 @@ def _dcgan_init(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d | nn.GroupNorm):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
-    elif isinstance(module, SiteBatchNorm2d):  # every site starts from the same scale
-        nn.init.normal_(module.weight[:1], 1.0, 0.02)
+    elif isinstance(module, ConditionalBatchNorm2d):  # every row starts from the same scale
         with torch.no_grad():
-            module.weight.copy_(module.weight[:1].expand_as(module.weight))
+            module.weight.copy_(torch.normal(1.0, 0.02, (module.channels,)).expand_as(module.weight))
         nn.init.zeros_(module.bias)
     elif isinstance(module, Discriminator) and module.projection is not None:
         # N(0, 1) embeddings would make the projection term dominate the score at the start

@@ -190,7 +190,7 @@ def site_conditional_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("site-codes") / "run"
     config = out.parent / "run.toml"
     config.write_text("num-sites = \"auto\"\nsite-output-layer = true\nsite-batchnorm = true\n"
-                      "eval-samples = 40\n"
+                      "class-batchnorm = true\neval-samples = 40\n"
                       "tstr-steps = 10\nholdout-fraction = 0.2\n")
     assert main(["simulate", "--sites", "2", "--image-size", "16", "--local-steps", "3",
                  "--batch-size", "16", "--samples-per-site", "64", "--seed", "1",
@@ -208,9 +208,11 @@ def test_a_site_conditional_run_records_site_sizes_and_generates_each_sites_look
     weights = checkpoint.weights
     assert checkpoint.run_config["num-sites"] == 2  # "auto": one code per virtual hospital
     assert weights["generator.site_output.1.weight"].shape[0] == 2  # a last block per site
-    # a BatchNorm row per site (site-batchnorm), each trained at its site
+    # BatchNorm statistics per site (site-batchnorm), each trained at its site, and a scale
+    # per site and class (class-batchnorm)
     running = weights["generator.project.2.running_mean"]
     assert running.shape[0] == 2 and (running != 0).all(dim=1).all()
+    assert weights["generator.project.2.weight"].shape[:2] == (2, 2)
     # the noisy class counts of each site's mean-embedding release (noise sd ~7 per class)
     np.testing.assert_allclose(weights[EXAMPLES_KEY].numpy().sum(axis=1), sizes, atol=50)
     assert set(record["metrics"]["sites"]) == {"site-0", "site-1"}
