@@ -290,8 +290,9 @@ def _dcgan_init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
     elif isinstance(module, ConditionalBatchNorm2d):  # every row starts from the same scale
+        scale = torch.normal(1.0, 0.02, (module.channels,))
         with torch.no_grad():
-            module.weight.copy_(torch.normal(1.0, 0.02, (module.channels,)).expand_as(module.weight))
+            module.weight.copy_(scale.expand_as(module.weight))
         nn.init.zeros_(module.bias)
     elif isinstance(module, Discriminator) and module.projection is not None:
         # N(0, 1) embeddings would make the projection term dominate the score at the start
