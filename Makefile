@@ -10,8 +10,9 @@ TORCH_VERSION ?= 2.13.0
 # TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= 2
 # One torch/OpenMP thread per process while testing: two workers (and the sites and servers
-# they start) on 2 cores otherwise run 2 threads each and wait on one another (9:13 against
-# 9:51-10:10 for the whole suite here, 6.5 min of CPU time against 8-9).
+# they start) on 2 cores otherwise run 2 threads each and wait on one another (9:13 warm and
+# 9:41 in a fresh clone against 9:51-10:10 for the whole suite here; 6.5-8.3 min of CPU time
+# against 8-9).
 TEST_THREADS ?= 1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medgan-installed
