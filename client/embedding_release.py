@@ -20,18 +20,27 @@ from client.data import SiteData
 from client.privacy_ledger import MEAN_EMBEDDING, LedgerEntry, PrivacyLedger
 from medgan_models.state_files import torch_save_atomically
 from medgan_models.config import RunConfig
+from torch import nn
+
 from medgan_models.mean_embedding import (
+    JointFeatures,
     MeanEmbedding,
     RandomFourierFeatures,
+    TextureFeatures,
     private_mean_embedding,
 )
 
 
-def feature_map(config: RunConfig) -> RandomFourierFeatures:
-    """The run's random Fourier features: the same at every site (seeded by the run seed)."""
+def feature_map(config: RunConfig) -> nn.Module:
+    """The run's feature map: random Fourier features of the pixels, beside a random conv
+    net's response statistics with ``mean-embedding-texture``; the same at every site (seeded
+    by the run seed)."""
     pixels = config.channels * config.image_size ** 2
-    return RandomFourierFeatures(pixels, config.mean_embedding_features,
-                                 config.mean_embedding_bandwidth * pixels ** 0.5, config.seed)
+    fourier = RandomFourierFeatures(pixels, config.mean_embedding_features,
+                                    config.mean_embedding_bandwidth * pixels ** 0.5, config.seed)
+    if not config.mean_embedding_texture:
+        return fourier
+    return JointFeatures(fourier, TextureFeatures(config.channels, config.seed))
 
 
 def embedding_path(ledger_dir: Path, config: RunConfig) -> Path:
@@ -39,6 +48,7 @@ def embedding_path(ledger_dir: Path, config: RunConfig) -> Path:
     other settings makes (and records) a release of its own instead of misreading this one."""
     return ledger_dir / (f"mean_embedding_f{config.mean_embedding_features}"
                          f"_b{config.mean_embedding_bandwidth:g}_n{config.mean_embedding_noise:g}"
+                         f"{'_texture' if config.mean_embedding_texture else ''}"
                          f"_s{config.seed}_{config.image_size}px.pt")
 
 

@@ -56,6 +56,7 @@ class RunConfig:
     mean_embedding_features: int = 1024  # random Fourier features (even)
     mean_embedding_bandwidth: float = 0.5  # kernel width, as a fraction of sqrt(pixels)
     mean_embedding_noise: float = 5.0  # noise multiplier of its one-off release
+    mean_embedding_texture: bool = False  # also match a random conv net's response statistics
     fake_labels: str = "site"  # fakes' class mix: "site" (its released counts) or "uniform"
     auxiliary_classifier: float = 1.0  # AC-GAN class loss weight (conditional models); 0 = off
     batch_size: int = 64

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -39,19 +40,84 @@ class RandomFourierFeatures(nn.Module):
         self.register_buffer("frequencies", torch.randn(input_dim, num_features // 2,
                                                         generator=generator) / bandwidth)
 
+    @property
+    def dim(self) -> int:
+        """Length of one image's feature vector."""
+        return self.frequencies.shape[1] * 2
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         projection = images.flatten(1) @ self.frequencies
         scale = math.sqrt(self.frequencies.shape[1])
         return torch.cat([projection.cos(), projection.sin()], dim=1) / scale
 
 
+class TextureFeatures(nn.Module):
+    """Images -> statistics of a fixed random convolutional network's responses: per stage
+    (full, half and quarter resolution) and channel, the spatial mean of the rectified response
+    and the response's root mean square. They describe what a Gaussian kernel on pixels
+    hardly sees (contrast, edges, sharpness, a scanner's grain); their means are the
+    perceptual-feature moments of DP-MEPF (Harder et al., TMLR 2023) with a random network in
+    place of a pretrained one (nothing is downloaded). Every row has norm 1; the weights come
+    from ``seed`` alone, so every site builds the same network."""
+
+    WIDTHS = (16, 32, 64)
+
+    def __init__(self, channels: int, seed: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed + 1)
+        self.convs = nn.ModuleList()
+        c_in = channels
+        for width in self.WIDTHS:
+            conv = nn.Conv2d(c_in, width, 3, padding=1, bias=False)
+            with torch.no_grad():
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator)
+                                  * math.sqrt(2.0 / (c_in * 9)))
+            self.convs.append(conv.requires_grad_(False))
+            c_in = width
+
+    @property
+    def dim(self) -> int:
+        """Length of one image's feature vector."""
+        return 2 * sum(self.WIDTHS)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        stats = []
+        x = images
+        for i, conv in enumerate(self.convs):
+            h = conv(x)
+            stats += [h.relu().mean((2, 3)), h.square().mean((2, 3)).add(1e-8).sqrt()]
+            x = h.relu()
+            if i < len(self.convs) - 1:
+                x = F.avg_pool2d(x, 2)
+        out = torch.cat(stats, dim=1)
+        return out / out.norm(dim=1, keepdim=True).clamp(min=1e-8)
+
+
+class JointFeatures(nn.Module):
+    """Several feature maps side by side, each scaled by 1 / sqrt(count): rows of norm 1 stay
+    of norm 1, so the release's sensitivity is unchanged."""
+
+    def __init__(self, *maps: nn.Module) -> None:
+        super().__init__()
+        self.maps = nn.ModuleList(maps)
+
+    @property
+    def dim(self) -> int:
+        """Length of one image's feature vector."""
+        return sum(m.dim for m in self.maps)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        scale = 1.0 / math.sqrt(len(self.maps))
+        return torch.cat([m(images) for m in self.maps], dim=1) * scale
+
+
 class MeanEmbedding(nn.Module):
     """Noisy class-wise means of a site's image features, and the generator's loss to them."""
 
-    def __init__(self, features: RandomFourierFeatures, means: torch.Tensor,
+    def __init__(self, features: nn.Module, means: torch.Tensor,
                  weights: torch.Tensor, counts: torch.Tensor | None = None) -> None:
         super().__init__()
-        dim = features.frequencies.shape[1] * 2
+        dim = features.dim
         if means.ndim != 2 or means.shape[1] != dim or weights.shape != means.shape[:1]:
             raise ValueError(f"a mean embedding of shape {tuple(means.shape)} (weights "
                              f"{tuple(weights.shape)}) does not fit {dim} random features")
@@ -65,7 +131,7 @@ class MeanEmbedding(nn.Module):
         self.counts = counts.float().clamp(min=0) if counts is not None else None
 
     @classmethod
-    def from_sums(cls, features: RandomFourierFeatures, sums: torch.Tensor,
+    def from_sums(cls, features: nn.Module, sums: torch.Tensor,
                   counts: torch.Tensor, noise_multiplier: float = 0.0) -> MeanEmbedding:
         """From (noisy) class-wise feature sums and counts (a count is at least 1). A class
         weighs its share of the images, or nothing when the noise added to its mean has an
@@ -95,13 +161,13 @@ class MeanEmbedding(nn.Module):
 
 @torch.no_grad()
 def private_mean_embedding(images: np.ndarray, labels: np.ndarray, num_classes: int,
-                           features: RandomFourierFeatures, noise_multiplier: float,
+                           features: nn.Module, noise_multiplier: float,
                            noise: torch.Generator | None = None,
                            batch_size: int = 512) -> MeanEmbedding:
     """Release the class-wise feature sums and counts of ``images`` with Gaussian noise of
     standard deviation ``noise_multiplier`` (the sensitivity is 1: see the module doc)."""
     classes = max(1, num_classes)
-    dim = features.frequencies.shape[1] * 2
+    dim = features.dim
     sums = torch.zeros(classes, dim + 1, dtype=torch.float64)
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(images[start:start + batch_size]).float()
