@@ -106,6 +106,11 @@ class JointFeatures(nn.Module):
         """Length of one image's feature vector."""
         return sum(m.dim for m in self.maps)
 
+    @property
+    def blocks(self) -> list[int]:
+        """Each map's length: the loss measures each map's gap on its own."""
+        return [m.dim for m in self.maps]
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         scale = 1.0 / math.sqrt(len(self.maps))
         return torch.cat([m(images) for m in self.maps], dim=1) * scale
@@ -146,8 +151,10 @@ class MeanEmbedding(nn.Module):
     def loss(self, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Sum over classes (weighted by their noisy share; 0 for a class too small for the
         noise) of the distance between the fake images' mean features and the class's noisy
-        real mean (the kernel MMD)."""
+        real mean (the kernel MMD); with several feature maps, the sum of each map's distance,
+        so that a map with small gaps (texture statistics) still steers the generator."""
         phi = self.features(fake)
+        blocks = getattr(self.features, "blocks", [phi.shape[1]])
         if labels is None:
             labels = torch.zeros(len(fake), dtype=torch.long, device=fake.device)
         total = fake.new_zeros(())
@@ -155,7 +162,8 @@ class MeanEmbedding(nn.Module):
             chosen = labels == c
             if chosen.any() and self.weights[c] > 0:
                 gap = phi[chosen].mean(0) - self.means[c]
-                total = total + self.weights[c] * gap.norm()
+                distance = sum(part.norm() for part in gap.split(blocks))
+                total = total + self.weights[c] * distance
         return total
 
 

@@ -93,3 +93,16 @@ def test_the_option_makes_a_release_of_its_own(tmp_path):
     assert [e.mechanism for e in ledger.entries] == [MEAN_EMBEDDING]  # one release, kept
     assert torch.equal(first.means, again.means) and first.means.shape[1] == 64 + 224
     assert RunConfig.from_mapping({"mean-embedding-texture": True}).mean_embedding_texture
+
+
+def test_each_feature_map_has_its_own_distance_in_the_loss():
+    """The texture gaps are ~10x smaller than the pixels' ones: in one joint norm they would
+    hardly steer the generator, so the loss adds each map's distance."""
+    images = grainy_heads(200, 8).numpy()
+    joint = JointFeatures(RandomFourierFeatures(256, 128, 8.0, 0), TextureFeatures(1, 0))
+    release = private_mean_embedding(images, np.zeros(200, dtype=np.int64), 1, joint, 0.0)
+    fake = blur(grainy_heads(64, 9))
+    with torch.no_grad():
+        gap = joint(fake).mean(0) - release.means[0]
+        pixels, texture = gap.split(joint.blocks)
+        assert torch.isclose(release.loss(fake, None), pixels.norm() + texture.norm())
