@@ -8,7 +8,8 @@ between the means is the kernel MMD, which is large when the generator drops par
 with a constant coordinate appended for the class count, have norm 1, so one image changes the
 sum by at most 1: one Gaussian release with noise multiplier ``z`` (sensitivity 1, sample rate
 1, one step) is what the site's privacy ledger records. The generator then uses the release as
-often as it likes (post-processing).
+often as it likes (post-processing). ``TextureFeatures`` (a random conv net's response
+statistics) can sit beside the Fourier features in one release (``JointFeatures``).
 """
 
 from __future__ import annotations
