@@ -105,7 +105,7 @@ class JointFeatures(nn.Module):
     @property
     def dim(self) -> int:
         """Length of one image's feature vector."""
-        return sum(m.dim for m in self.maps)
+        return sum(self.blocks)
 
     @property
     def blocks(self) -> list[int]:
