@@ -15,13 +15,12 @@ import pickle
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from client.data import SiteData
 from client.privacy_ledger import MEAN_EMBEDDING, LedgerEntry, PrivacyLedger
 from medgan_models.state_files import torch_save_atomically
 from medgan_models.config import RunConfig
-from torch import nn
-
 from medgan_models.mean_embedding import (
     JointFeatures,
     MeanEmbedding,

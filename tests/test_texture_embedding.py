@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from client.data import SiteData
 from client.embedding_release import embedding_path, feature_map, site_embedding
 from client.privacy_ledger import MEAN_EMBEDDING, PrivacyLedger
 from client.site import site_config
@@ -16,7 +17,6 @@ from medgan_models.mean_embedding import (
     TextureFeatures,
     private_mean_embedding,
 )
-from client.data import SiteData
 
 
 def grainy_heads(n: int, seed: int) -> torch.Tensor:
@@ -62,7 +62,7 @@ def test_texture_features_see_a_softer_batch_well_beyond_the_sampling_spread():
     assert softer > 3 * sampling
 
 
-def test_the_loss_pulls_blurred_images_toward_the_grain(tmp_path):
+def test_the_loss_pulls_blurred_images_toward_the_grain():
     """The release with texture on: a blurred batch scores worse than a real one, and the
     generator gets a gradient."""
     images = grainy_heads(300, 5).numpy()
