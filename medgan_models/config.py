@@ -42,12 +42,12 @@ class ConfigError(ValueError):
 class RunConfig:
     """Everything a run needs; field names are the kebab-case keys with '_' for '-'."""
 
-    num_rounds: int = 10
+    num_rounds: int = 20
     image_size: int = 32
     channels: int = 1
     num_classes: int = 2
     loss: str = "minimax"
-    local_steps: int = 20  # DP discriminator steps per round
+    local_steps: int = 10  # DP discriminator steps per round
     discriminator_steps: int = 1  # discriminator steps per generator step
     generator_steps: int = 1  # generator steps each time (free: they see no real image)
     mode_seeking: float = 0.0  # > 0: weight of MSGAN's mode-seeking term in the generator loss
@@ -88,7 +88,7 @@ class RunConfig:
     wgan_clip: float = 0.01
     augment: bool = False
     # Evaluation (see README "Quality metrics")
-    eval_every: int = 2  # rounds between evaluations (0 = never; the last round always)
+    eval_every: int = 4  # rounds between evaluations (0 = never; the last round always)
     eval_samples: int = 300  # generated images per evaluation
     holdout_fraction: float = 0.1  # share of each site's images never trained on (tests)
     tstr_steps: int = 100  # classifier steps for TSTR / TRTR (0 = skip)

@@ -12,7 +12,7 @@ def parse(*argv):
 
 def test_defaults_are_the_demo():
     config, sites = parse()
-    assert sites == 3 and config.num_rounds == 10 and config.image_size == 32
+    assert sites == 3 and config.num_rounds == 20 and config.image_size == 32
     assert config.target_epsilon == config.max_epsilon == 10.0
     assert config.out_dir.startswith("runs/run-")
 

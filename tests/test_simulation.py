@@ -60,7 +60,7 @@ def test_run_writes_every_file_with_finite_values(run_dir):
     weights = [s["eval_examples"] for s in per_site.values()]
     assert metrics["coverage"] == pytest.approx(
         sum(s["coverage"] * w for s, w in zip(per_site.values(), weights)) / sum(weights))
-    # the default eval-every 2: every second round (and always the last)
+    # the default eval-every 4: round 1 not evaluated (the last round always is)
     assert ["metrics" in r for r in records] == [False, True]
     assert (run_dir / "metrics.png").stat().st_size > 1000
     assert summary["epsilon_max"] == pytest.approx(records[1]["epsilon_max"])
