@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from client import ghost_norms  # noqa: F401  (registers the Conv2d norm sampler for ghost)
 from client.data import SiteData, augment_batch
 from medgan_models.config import RunConfig
+from medgan_models.diff_augment import diff_augment
 from medgan_models.losses import GanLoss, make_loss, mode_seeking_penalty
 from medgan_models.mean_embedding import MeanEmbedding
 from medgan_models.networks import Discriminator, Generator
@@ -262,7 +263,7 @@ def discriminator_step(generator, private_d, d_optimizer, criterion, real, label
         fake_labels = _random_labels(num_classes, fake_batch, device, label_weights)
         fake = generator(torch.randn(fake_batch, config.latent_dim, device=device), fake_labels,
                          fake_sites)
-    images = torch.cat([real, fake])
+    images = diff_augment(torch.cat([real, fake]), config.diff_augment)
     both_labels = torch.cat([labels, fake_labels]) if num_classes > 1 else None
     d_optimizer.zero_grad(set_to_none=True)
     scores, logits = private_d(images, both_labels, with_logits=True)
@@ -294,7 +295,8 @@ def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_b
     try:
         for p in d_params:
             p.requires_grad_(False)
-        scores, logits = private_d(fake, fake_labels, with_logits=True)
+        scores, logits = private_d(diff_augment(fake, config.diff_augment), fake_labels,
+                                   with_logits=True)
         g_loss = loss.generator(scores)
         if logits is not None and config.auxiliary_classifier > 0:  # draw what makes the class
             g_loss = g_loss + config.auxiliary_classifier * F.cross_entropy(logits, fake_labels)

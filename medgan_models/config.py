@@ -16,6 +16,7 @@ from typing import Any
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128)
 LOSSES = ("minimax", "wasserstein")
+DIFF_AUGMENTATIONS = ("translation", "cutout")  # diff-augment: comma-separated, any order
 ACCOUNTANTS = ("prv", "rdp")
 # Opacus per-sample gradient modes medgan-fl's DP step supports: "hooks" and "functorch"
 # materialise per-sample gradients; "ghost" (ghost clipping) computes only their norms and
@@ -87,6 +88,7 @@ class RunConfig:
     grad_sample_mode: str = "ghost"  # Opacus per-sample gradients: "ghost", "hooks", "functorch"
     wgan_clip: float = 0.01
     augment: bool = False
+    diff_augment: str = ""  # DiffAugment on every image D sees: "translation,cutout", ""
     # Evaluation (see README "Quality metrics")
     eval_every: int = 4  # rounds between evaluations (0 = never; the last round always)
     eval_samples: int = 300  # generated images per evaluation
@@ -185,6 +187,9 @@ class RunConfig:
             (self.noise_multiplier >= 0, "noise-multiplier must be >= 0 (0 = derive)"),
             (self.noise_schedule_ratio >= 1, "noise-schedule-ratio must be >= 1 (1 = constant)"),
             (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
+            (all(name in DIFF_AUGMENTATIONS for name in self.diff_augment.split(",") if
+                 self.diff_augment), f"diff-augment must be \"\" or a comma-separated list of "
+             f"{DIFF_AUGMENTATIONS}, got '{self.diff_augment}'"),
             (0 <= self.discriminator_beta1 < 1, "discriminator-beta1 must be in [0, 1)"),
             (0 <= self.discriminator_frozen_blocks <= d_blocks,
              f"discriminator-frozen-blocks must be in [0, {d_blocks}] (the discriminator's "
