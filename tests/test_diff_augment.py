@@ -19,11 +19,15 @@ def test_translation_shifts_each_image_and_fills_with_background():
     # a shift of (dx, dy) vacates 16(|dx| + |dy|) - |dx||dy| pixels, at most 2 px each way
     assert vacated.max() <= 2 * 16 * 2 and vacated.min() == 0 < vacated.max()
     assert set(out.unique().tolist()) <= {-1.0, 1.0}
-    # a translated image is the original, shifted: its pixels are the original's, in order
-    marked = torch.arange(16.0).repeat(16, 1).view(1, 1, 16, 16).expand(64, 1, 16, 16)
-    moved = translation(marked)
-    kept = moved[moved >= 0]
-    assert kept.numel() > 0 and kept.max() <= 15
+    # each output is its own input shifted by one (dx, dy) within 2 px, the rest background
+    images = torch.rand(64, 1, 16, 16)
+    moved = translation(images)
+    padded = torch.nn.functional.pad(images, [2, 2, 2, 2], value=-1.0)
+    shifts = [(dx, dy) for dx in range(-2, 3) for dy in range(-2, 3)]
+    for original, out in zip(padded, moved, strict=True):
+        matches = [(dx, dy) for dx, dy in shifts
+                   if torch.equal(out, original[:, 2 + dx:18 + dx, 2 + dy:18 + dy])]
+        assert len(matches) == 1
 
 
 def test_cutout_blanks_one_square_per_image():
@@ -55,7 +59,7 @@ def test_an_unknown_policy_is_named():
 
 
 @pytest.mark.parametrize("mode", ["ghost", "hooks"])
-def test_both_steps_show_the_discriminator_augmented_images_only(monkeypatch, mode):
+def test_every_discriminator_input_goes_through_the_policy(monkeypatch, mode):
     """Every discriminator input (the DP step's real + fake batch, the generator step's fakes)
     goes through the policy; the steps are all counted, so the accounting is unchanged."""
     seen = []
