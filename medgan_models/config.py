@@ -187,9 +187,10 @@ class RunConfig:
             (self.noise_multiplier >= 0, "noise-multiplier must be >= 0 (0 = derive)"),
             (self.noise_schedule_ratio >= 1, "noise-schedule-ratio must be >= 1 (1 = constant)"),
             (self.alpha >= 0, "alpha must be >= 0 (0 = IID)"),
-            (all(name in DIFF_AUGMENTATIONS for name in self.diff_augment.split(",") if
-                 self.diff_augment), f"diff-augment must be \"\" or a comma-separated list of "
-             f"{DIFF_AUGMENTATIONS}, got '{self.diff_augment}'"),
+            (not self.diff_augment
+             or all(name in DIFF_AUGMENTATIONS for name in self.diff_augment.split(",")),
+             f"diff-augment must be \"\" or a comma-separated list of {DIFF_AUGMENTATIONS}, "
+             f"got '{self.diff_augment}'"),
             (0 <= self.discriminator_beta1 < 1, "discriminator-beta1 must be in [0, 1)"),
             (0 <= self.discriminator_frozen_blocks <= d_blocks,
              f"discriminator-frozen-blocks must be in [0, {d_blocks}] (the discriminator's "
