@@ -137,7 +137,10 @@ class Generator(nn.Module):
             if sites is None:
                 sites = self.draw_sites(z.shape[0], labels)
             z = z * self.site_embedding(sites.to(z.device))
-        out = _run(self.body, _run(self.project, z, sites, labels), sites, labels)
+        x = _run(self.project, z, sites, labels)
+        if x.device.type == "cpu":  # oneDNN's 3x3 convolutions run ~2x faster channels-last
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = _run(self.body, x, sites, labels)
         if self.site_output is None:
             return out
         out = self.site_output(out)
