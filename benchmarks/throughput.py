@@ -63,15 +63,13 @@ class NonPrivateLoop:
         real, y = self.images[idx], self.labels[idx]
         z = torch.randn(batch, self.latent_dim, device=device)
         y_fake = torch.randint(0, 2, (batch,), device=device)
-        with torch.no_grad():
-            fake = self.generator(z, y_fake)
-        scores = self.discriminator(torch.cat([real, fake]), torch.cat([y, y_fake]))
+        fake = self.generator(z, y_fake)  # reused by the generator step, as medgan-fl does
+        scores = self.discriminator(torch.cat([real, fake.detach()]), torch.cat([y, y_fake]))
         per_sample = torch.cat([loss.discriminator_real(scores[:batch]),
                                 loss.discriminator_fake(scores[batch:])])
         self.d_opt.zero_grad(set_to_none=True)
         per_sample.mean().backward()
         self.d_opt.step()
-        fake = self.generator(torch.randn_like(z), y_fake)
         self.discriminator.requires_grad_(False)  # as medgan-fl's generator step does
         g_loss = loss.generator(self.discriminator(fake, y_fake))
         self.g_opt.zero_grad(set_to_none=True)
@@ -129,9 +127,8 @@ class BareOpacusLoop:
         real, y = real.to(device), y.to(device)
         z = torch.randn(batch, self.latent_dim, device=device)
         y_fake = torch.randint(0, 2, (batch,), device=device)
-        with torch.no_grad():
-            fake = self.generator(z, y_fake)
-        scores = self.private_d(torch.cat([real, fake]), torch.cat([y, y_fake]))
+        fake = self.generator(z, y_fake)  # reused by the generator step, as medgan-fl does
+        scores = self.private_d(torch.cat([real, fake.detach()]), torch.cat([y, y_fake]))
         n = real.shape[0]
         self.d_opt.zero_grad(set_to_none=True)
         if self.criterion is not None:  # the same minimax loss, as BCE with 1 = real, 0 = fake
@@ -143,8 +140,7 @@ class BareOpacusLoop:
         self.d_opt.step()
         self.private_d.disable_hooks()
         self.private_d.requires_grad_(False)  # the same generator step as medgan-fl's
-        g_loss = loss.generator(self.private_d(self.generator(torch.randn_like(z), y_fake),
-                                               y_fake))
+        g_loss = loss.generator(self.private_d(fake, y_fake))
         self.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_opt.step()

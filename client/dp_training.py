@@ -202,24 +202,37 @@ class LocalTrainer:
 
     def step(self) -> None:
         """One DP discriminator step, and ``generator-steps`` generator steps every
-        ``discriminator-steps``."""
+        ``discriminator-steps``. The first generator step after a discriminator step takes
+        that step's fake images (drawn with their graph, as PyTorch's DCGAN example does: one
+        generator forward pass less) unless mode seeking wants its paired labels."""
         config, device = self.config, self.device
         real, labels = self._next_batch()
         real, labels = real.to(device), labels.to(device)
         if config.augment:
             real = augment_batch(real, self.augment_rng)
+        generator_follows = (self.steps_done + 1) % config.discriminator_steps == 0
+        reuse = generator_follows and config.mode_seeking == 0
+        with torch.set_grad_enabled(reuse):
+            fakes = self._draw_fakes()
         self.d_losses.append(discriminator_step(
-            self.generator, self.private_d, self.d_optimizer, self.criterion, real, labels,
-            self.fake_batch, self.num_classes, config, device, self.fake_sites,
-            self.label_weights))
+            self.private_d, self.d_optimizer, self.criterion, real, labels, fakes.images.detach(),
+            fakes.labels, config))
         self.loss.after_discriminator_step(self.discriminator)
         self.steps_done += 1
-        if self.steps_done % config.discriminator_steps == 0:
-            for _ in range(config.generator_steps):
-                self.g_losses.append(_generator_step(
-                    self.generator, self.private_d, self.g_optimizer, self.d_optimizer,
-                    self.loss, self.fake_batch, self.num_classes, config, device,
-                    self.fake_sites, self.embedding, self.label_weights))
+        if not generator_follows:
+            return
+        for i in range(config.generator_steps):
+            self.g_losses.append(_generator_step(
+                self.private_d, self.g_optimizer, self.d_optimizer, self.loss,
+                fakes if reuse and i == 0 else self._draw_fakes(pair_labels=True),
+                config, self.embedding))
+
+    def _draw_fakes(self, pair_labels: bool = False) -> Fakes:
+        """A fixed-size batch of this site's fake images, in its class mix; ``pair_labels``:
+        with mode seeking, the batch's two halves share their labels."""
+        return draw_fakes(self.generator, self.fake_batch, self.num_classes, self.config,
+                          self.device, self.fake_sites, self.label_weights,
+                          pair_labels and self.config.mode_seeking > 0)
 
     def result(self, seconds: float) -> LocalTrainingResult:
         """What the round did; checks the accountant saw every step."""
@@ -254,17 +267,36 @@ def train_locally(generator: Generator, discriminator: Discriminator, data: Site
     return result
 
 
-def discriminator_step(generator, private_d, d_optimizer, criterion, real, labels, fake_batch,
-                       num_classes, config, device, fake_sites=None, label_weights=None) -> float:
+@dataclass(frozen=True)
+class Fakes:
+    """Generated images with the labels and latent codes that drew them."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    codes: torch.Tensor
+
+
+def draw_fakes(generator: Generator, n: int, num_classes: int, config: RunConfig,
+               device: torch.device, fake_sites: torch.Tensor | None = None,
+               label_weights: torch.Tensor | None = None, pair_labels: bool = False) -> Fakes:
+    """``n`` fake images (``fake_sites``: the site's own code, for a site-conditional
+    generator; ``label_weights``: their class mix, None = uniform; ``pair_labels``: image i
+    and image i + n/2 share a label, as mode seeking's pairs do). Gradients flow or not as
+    the caller's grad mode says."""
+    labels = _random_labels(num_classes, n, device, label_weights)
+    if pair_labels and labels is not None:
+        half = labels[: (n + 1) // 2]
+        labels = torch.cat([half, half])[:n]
+    codes = torch.randn(n, config.latent_dim, device=device)
+    return Fakes(generator(codes, labels, fake_sites), labels, codes)
+
+
+def discriminator_step(private_d, d_optimizer, criterion, real, labels, fake, fake_labels,
+                       config) -> float:
     """One DP-SGD step on real (Poisson batch, maybe empty) + fixed-size fake images
-    (``fake_sites``: the site's own code, for a site-conditional generator; ``label_weights``:
-    the fakes' class mix, None = uniform)."""
-    with torch.no_grad():
-        fake_labels = _random_labels(num_classes, fake_batch, device, label_weights)
-        fake = generator(torch.randn(fake_batch, config.latent_dim, device=device), fake_labels,
-                         fake_sites)
+    (no gradient reaches the generator)."""
     images = diff_augment(torch.cat([real, fake]), config.diff_augment)
-    both_labels = torch.cat([labels, fake_labels]) if num_classes > 1 else None
+    both_labels = torch.cat([labels, fake_labels]) if fake_labels is not None else None
     d_optimizer.zero_grad(set_to_none=True)
     scores, logits = private_d(images, both_labels, with_logits=True)
     # A mean over the forward's batch: Opacus rescales it by that batch size, so each sample's
@@ -275,21 +307,16 @@ def discriminator_step(generator, private_d, d_optimizer, criterion, real, label
     return float(d_loss.detach())
 
 
-def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_batch,
-                    num_classes, config, device, fake_sites=None, embedding=None,
-                    label_weights=None) -> float:
-    """One generator step through the discriminator, with Opacus' hooks off (no real data).
+def _generator_step(private_d, g_optimizer, d_optimizer, loss, fakes: Fakes, config,
+                    embedding=None) -> float:
+    """One generator step on ``fakes`` (drawn with their graph) through the discriminator,
+    with Opacus' hooks off (no real data).
 
     The discriminator's parameters are frozen for it: the backward pass then computes only
     the gradient flowing back to the generator, not the discriminator's weight gradients
     (which this step would throw away).
     """
-    fake_labels = _random_labels(num_classes, fake_batch, device, label_weights)
-    if config.mode_seeking > 0 and fake_labels is not None:  # pairs share a label
-        half = fake_labels[: (fake_batch + 1) // 2]
-        fake_labels = torch.cat([half, half])[:fake_batch]
-    codes = torch.randn(fake_batch, config.latent_dim, device=device)
-    fake = generator(codes, fake_labels, fake_sites)
+    fake, fake_labels = fakes.images, fakes.labels
     private_d.disable_hooks()
     d_params = [p for p in private_d.parameters() if p.requires_grad]
     try:
@@ -301,7 +328,7 @@ def _generator_step(generator, private_d, g_optimizer, d_optimizer, loss, fake_b
         if logits is not None and config.auxiliary_classifier > 0:  # draw what makes the class
             g_loss = g_loss + config.auxiliary_classifier * F.cross_entropy(logits, fake_labels)
         if config.mode_seeking > 0:
-            g_loss = g_loss + config.mode_seeking * mode_seeking_penalty(fake, codes)
+            g_loss = g_loss + config.mode_seeking * mode_seeking_penalty(fake, fakes.codes)
         if embedding is not None:  # the kernel MMD to the site's released mean embedding
             g_loss = g_loss + config.mean_embedding * embedding.loss(fake, fake_labels)
         g_optimizer.zero_grad(set_to_none=True)

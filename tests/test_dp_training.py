@@ -63,16 +63,36 @@ def test_empty_poisson_batches_do_not_break_a_step(mode):
     assert result.steps == 12 and np.isfinite(result.d_loss)
 
 
-@pytest.mark.parametrize("d_steps,g_steps,expected_g", [(3, 1, 2), (1, 2, 12), (2, 3, 9)])
-def test_generator_updates_follow_discriminator_and_generator_steps(d_steps, g_steps,
-                                                                    expected_g):
-    cfg = config(local_steps=6, discriminator_steps=d_steps, generator_steps=g_steps)
+@pytest.mark.parametrize("d_steps,g_steps,mode_seeking,expected_g,expected_forwards",
+                         [(3, 1, 0.0, 2, 6), (1, 2, 0.0, 12, 12), (2, 3, 0.0, 9, 12),
+                          (1, 1, 1.0, 6, 12)])
+def test_generator_updates_follow_discriminator_and_generator_steps(
+        d_steps, g_steps, mode_seeking, expected_g, expected_forwards):
+    """The first generator step after a discriminator step reuses its fakes (one generator
+    forward pass less), except with mode seeking, whose pairs share labels."""
+    cfg = config(local_steps=6, discriminator_steps=d_steps, generator_steps=g_steps,
+                 mode_seeking=mode_seeking)
     generator, discriminator = build_models(cfg)
     trainer = LocalTrainer(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
+    forwards = []
+    generator.register_forward_hook(lambda module, args, out: forwards.append(out))
     for _ in range(6):
         trainer.step()
     assert len(trainer.g_losses) == expected_g
+    assert len(forwards) == expected_forwards
     assert trainer.result(1.0).steps == 6  # privacy counts discriminator steps only
+
+
+def test_the_generator_step_reuses_the_discriminator_steps_fakes():
+    cfg = config(local_steps=1)
+    generator, discriminator = build_models(cfg)
+    trainer = LocalTrainer(generator, discriminator, data(), cfg, 1.0, torch.device("cpu"), 0)
+    seen = {}
+    discriminator.register_forward_hook(
+        lambda module, args, out: seen.setdefault("d_inputs", []).append(args[0].detach()))
+    trainer.step()
+    d_step, g_step = seen["d_inputs"]
+    assert torch.equal(d_step[-trainer.fake_batch:], g_step)  # the D step's fake half
 
 
 def test_derived_noise_spends_the_target_over_all_rounds():
@@ -84,17 +104,6 @@ def test_derived_noise_spends_the_target_over_all_rounds():
     assert ledger.epsilon(cfg.delta) == pytest.approx(3.0, rel=0.01)
     assert ledger.epsilon(cfg.delta) <= 3.0
     assert derive_noise_multiplier(cfg.replace(noise_multiplier=2.5), 200) == 2.5
-
-
-class FixedGenerator(torch.nn.Module):
-    """Stands in for the generator: always the same fake images (the step's fake half)."""
-
-    def __init__(self, fake):
-        super().__init__()
-        self.fake = fake
-
-    def forward(self, z, labels=None, sites=None):
-        return self.fake
 
 
 def reference_clipped_mean(discriminator, criterion, images, labels, n_real, max_grad_norm,
@@ -129,6 +138,7 @@ def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(los
     real = torch.from_numpy(site.images[:n_real])
     real_labels = torch.from_numpy(site.labels[:n_real])
     fake = torch.rand(fake_batch, 1, 16, 16, generator=rng) * 2 - 1
+    fake_labels = torch.randint(0, 2, (fake_batch,), generator=rng)
     for mode in ("hooks", "functorch", "ghost"):
         cfg = config(loss=loss, grad_sample_mode=mode, max_grad_norm=max_grad_norm,
                      auxiliary_classifier=auxiliary)
@@ -142,12 +152,9 @@ def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(los
         private_d, d_optimizer, criterion, _, _ = make_private_discriminator(
             discriminator, d_optimizer, loader, make_loss(loss), cfg, noise_multiplier=0.0)
         assert (discriminator.classifier is not None) == (auxiliary > 0)
-        torch.manual_seed(1)  # the step draws the fake labels
-        discriminator_step(FixedGenerator(fake), private_d, d_optimizer, criterion, real,
-                           real_labels, fake_batch, 2, cfg, torch.device("cpu"))
+        discriminator_step(private_d, d_optimizer, criterion, real, real_labels, fake,
+                           fake_labels, cfg)
         got = [p.grad.detach().clone() for p in discriminator.parameters()]
-        torch.manual_seed(1)
-        fake_labels = torch.randint(0, 2, (fake_batch,))
         expected = reference_clipped_mean(
             plain, GanCriterion(make_loss(loss), auxiliary), torch.cat([real, fake]),
             torch.cat([real_labels, fake_labels]), n_real, max_grad_norm, expected_batch_size=8)

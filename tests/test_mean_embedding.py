@@ -211,7 +211,9 @@ def test_generator_steps_follow_the_embedding(tmp_path):
                                embedding=release if setting.mean_embedding > 0 else None)
         for _ in range(30):
             trainer.step()
-        generator.eval()
+        # batch statistics: 30 steps (one BatchNorm update each) leave the running averages
+        # behind the weights, and it is the weights the term trains
+        generator.train()
         labels = torch.from_numpy(np.tile([0, 1], 64))
         with torch.no_grad():
             return release.loss(generator(torch.randn(128, 8), labels), labels).item()
