@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from client import ghost_norms  # noqa: F401  (registers the Conv2d norm sampler for ghost)
 from client.data import SiteData, augment_batch
+from client.ghost_backward import ghost_backward
 from medgan_models.config import RunConfig
 from medgan_models.diff_augment import diff_augment
 from medgan_models.losses import GanLoss, make_loss, mode_seeking_penalty
@@ -296,13 +297,19 @@ def discriminator_step(private_d, d_optimizer, criterion, real, labels, fake, fa
     """One DP-SGD step on real (Poisson batch, maybe empty) + fixed-size fake images
     (no gradient reaches the generator)."""
     images = diff_augment(torch.cat([real, fake]), config.diff_augment)
+    ghost = config.grad_sample_mode == "ghost"
+    if ghost:  # see client/ghost_backward.py: the norms' pass follows the images' gradient
+        images = images.detach().requires_grad_(True)
     both_labels = torch.cat([labels, fake_labels]) if fake_labels is not None else None
     d_optimizer.zero_grad(set_to_none=True)
     scores, logits = private_d(images, both_labels, with_logits=True)
     # A mean over the forward's batch: Opacus rescales it by that batch size, so each sample's
     # gradient (hooks, functorch) or gradient norm (ghost) is its own before clipping.
     d_loss = criterion(scores, real.shape[0], logits, labels)
-    d_loss.backward()  # ghost: two passes (norms, then the clipped re-weighted loss)
+    if ghost:  # two passes: the norms, then the clipped loss
+        ghost_backward(d_loss, images)
+    else:
+        d_loss.backward()
     d_optimizer.step()
     return float(d_loss.detach())
 
