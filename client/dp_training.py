@@ -12,7 +12,8 @@ Per-sample gradients come from Opacus in one of three ways (``grad-sample-mode``
 and ``functorch`` materialise every sample's gradient and clip it in the optimizer; ``ghost``
 (ghost clipping) computes only every sample's gradient *norm* in a first backward pass, then
 backpropagates the loss re-weighted by each sample's clipping factor ``min(1, C / norm)``: the
-same clipped sum, without the per-sample gradient tensors. It needs the loss to go through
+same clipped sum, without the per-sample gradient tensors (its first pass computes no
+convolution weight gradient here: :mod:`client.ghost_backward`). It needs the loss to go through
 Opacus' criterion wrapper, so every mode computes the discriminator loss with
 :class:`GanCriterion` (one forward over the concatenated real + fake batch, one per-sample loss).
 """

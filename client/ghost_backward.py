@@ -10,6 +10,10 @@ therefore require a gradient) and the parameters of its layers other than convol
 computes every layer's output gradient, which is all the norm hooks need, and no
 convolution's weight gradient (about a third of a convolution's backward cost). The second
 pass is Opacus' own, towards the parameters only. Same norms, same clipped sum, same step.
+It reads Opacus 1.6's ghost-clipping loss (``module``, ``optimizer``, ``loss_per_sample``) and
+the norms its hooks leave on each parameter (``_norm_sample``): tests/test_ghost_backward.py
+checks the result against Opacus' own two passes, so an Opacus change that breaks it fails
+there.
 """
 
 from __future__ import annotations
