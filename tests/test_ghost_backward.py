@@ -13,8 +13,7 @@ from medgan_models.networks import build_models
 
 
 def private(frozen_blocks: int = 0):
-    cfg = RunConfig(image_size=16, base_channels=8, latent_dim=8, batch_size=8, num_rounds=1,
-                    discriminator_frozen_blocks=frozen_blocks)
+    cfg = RunConfig(image_size=16, base_channels=8, latent_dim=8, batch_size=8, num_rounds=1)
     torch.manual_seed(0)
     _, discriminator = build_models(cfg)
     discriminator.freeze_features(frozen_blocks)
