@@ -45,7 +45,7 @@ from client.dp_training import LocalTrainer, resolve_device  # noqa: E402
 from client.embedding_release import make_release  # noqa: E402
 from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 from medgan_models.networks import build_models  # noqa: E402
-from simulation.simulate import backend_config  # noqa: E402
+from simulation.simulate import backend_config, sites_at_once  # noqa: E402
 
 METRICS = ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
            "trtr_accuracy", "tstr_over_trtr")
@@ -119,11 +119,16 @@ def step_seconds(config: RunConfig, steps: int = 8,
 
 
 def rounds_for_budget(seconds: float, sites: int, local_steps: int, step_s: float,
-                      cores: int) -> int:
-    """Rounds whose local training (``sites`` sharing ``cores``, one core each, or the sites
-    that train at once on a GPU) and overhead fit ``seconds``."""
-    per_round = (local_steps * step_s * math.ceil(sites / max(1, cores)) * ROUND_OVERHEAD
-                 + ROUND_FIXED_S)
+                      cores: int, gpu_sites: int = 0) -> int:
+    """Rounds whose local training and overhead fit ``seconds``: on the CPU's ``cores`` the
+    sites train as the simulation runs them (:func:`sites_at_once` at a time, one thread
+    each, in waves), on a GPU ``gpu_sites`` at a time (``gpu_sites`` > 0)."""
+    if gpu_sites:
+        site_steps = math.ceil(sites / gpu_sites)
+    else:  # per step: waves x the slowdown of more sites than cores sharing them
+        at_once = sites_at_once(sites, cores)
+        site_steps = math.ceil(sites / at_once) * max(1.0, at_once / max(1, cores))
+    per_round = local_steps * step_s * site_steps * ROUND_OVERHEAD + ROUND_FIXED_S
     return max(1, int(seconds / per_round))
 
 
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     # on a GPU several sites train at once (GPU_SITES_AT_ONCE); their steps overlap
     # (H100: a 3-site round of 20 steps took 1.7 s, one site's steps 0.7 s)
-    parallel = cores if device.type == "cpu" else GPU_SITES_AT_ONCE
+    gpu_sites = 0 if device.type == "cpu" else GPU_SITES_AT_ONCE
     print(f"budget {args.minutes:g} min per run on {cores} cores"
           + (f" and {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
           + f"; one training step {step_s * 1000:.0f} ms (32x32, batch {defaults.batch_size}, "
@@ -288,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                 extra[name]["data"] = str(pooled.resolve())
         for name in args.settings:
             rounds = args.rounds or rounds_for_budget(args.minutes * 60, SETTINGS[name]["sites"],
-                                                      defaults.local_steps, step_s, parallel)
+                                                      defaults.local_steps, step_s, cores,
+                                                      gpu_sites)
             if args.evaluations:
                 extra[name]["eval-every"] = max(1, math.ceil(rounds / args.evaluations))
             print(f"== {name}, seed {seed}: {rounds} rounds x {defaults.local_steps} steps",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from simulation.simulate import backend_config, ray_address
+from simulation.simulate import backend_config, ray_address, sites_at_once
 
 ROOT = Path(__file__).parents[1]
 RAY = Path(sys.executable).parent / "ray"
@@ -39,6 +39,21 @@ def test_backend_config_joins_a_cluster_without_resource_arguments(monkeypatch):
     assert ray_address() is None and ray_address("h:1") == "h:1"
     monkeypatch.setenv("RAY_ADDRESS", "head:6379")  # Ray's own variable counts too
     assert ray_address() == "head:6379" and ray_address("h:1") == "h:1"
+
+
+def test_sites_share_this_machines_cores_instead_of_waiting_for_a_second_wave(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    # 3 sites on 2 cores: all at once (1.5 core-steps a step, not 2 waves); 4: two waves of 2
+    assert [sites_at_once(n, 2) for n in (1, 2, 3, 4, 1000)] == [1, 2, 3, 2, 2]
+    assert sites_at_once(100, 16) == 20  # 5 waves of 20 sharing 16 cores: 6.25, not 7 of 16
+    share = backend_config("cpu", None, 3)["client_resources"]["num_cpus"]
+    assert share < 1 and int(2 / share) == 3  # Flower's actor pool: int(cores / share) = 3
+    assert backend_config("cpu", None, 1)["client_resources"]["num_cpus"] == 1
+    assert backend_config("cpu", None, 4)["client_resources"]["num_cpus"] == 1
+    # a cluster's size is its own, and GPU runs keep a CPU per site beside their GPU share
+    assert backend_config("cpu", "h:1", 3)["client_resources"]["num_cpus"] == 1
+    assert backend_config("cuda", None, 3)["client_resources"] == {"num_cpus": 1, "num_gpus": 0.25}
 
 
 def free_ports(n):
