@@ -45,7 +45,8 @@ from client.dp_training import LocalTrainer, resolve_device  # noqa: E402
 from client.embedding_release import make_release  # noqa: E402
 from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 from medgan_models.networks import build_models  # noqa: E402
-from simulation.simulate import backend_config, sites_at_once  # noqa: E402
+from simulation.simulate import (available_memory, backend_config,  # noqa: E402
+                                 sites_at_once)
 
 METRICS = ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
            "trtr_accuracy", "tstr_over_trtr")
@@ -119,14 +120,14 @@ def step_seconds(config: RunConfig, steps: int = 8,
 
 
 def rounds_for_budget(seconds: float, sites: int, local_steps: int, step_s: float,
-                      cores: int, gpu_sites: int = 0) -> int:
+                      cores: int, gpu_sites: int = 0, memory: int | None = None) -> int:
     """Rounds whose local training and overhead fit ``seconds``: on the CPU's ``cores`` the
-    sites train as the simulation runs them (:func:`sites_at_once` at a time, one thread
-    each, in waves), on a GPU ``gpu_sites`` at a time (``gpu_sites`` > 0)."""
+    sites train as the simulation runs them (:func:`sites_at_once` at a time, as ``memory``
+    allows, one thread each, in waves), on a GPU ``gpu_sites`` at a time (``gpu_sites`` > 0)."""
     if gpu_sites:
         site_steps = math.ceil(sites / gpu_sites)
     else:  # per step: waves x the slowdown of more sites than cores sharing them
-        at_once = sites_at_once(sites, cores)
+        at_once = sites_at_once(sites, cores, memory)
         site_steps = math.ceil(sites / at_once) * max(1.0, at_once / max(1, cores))
     per_round = local_steps * step_s * site_steps * ROUND_OVERHEAD + ROUND_FIXED_S
     return max(1, int(seconds / per_round))
@@ -163,10 +164,29 @@ def run_setting(name: str, rounds: int, out: Path, base: dict[str, Any] | None =
                     "--config", str(toml), "--out", str(out)],
                    check=True, cwd=Path(__file__).parents[1])
     summary = json.loads((out / "summary.json").read_text())
-    return {"rounds": rounds, "seconds": time.perf_counter() - start,
+    missed, reason = missed_rounds(out)
+    if missed or summary["rounds"] < rounds:
+        print(f"WARNING: {name} ran {summary['rounds']} of {rounds} rounds, {missed} of them "
+              f"without every site{f' (first: {reason})' if reason else ''}: its figures "
+              "are not the benchmark's (too little memory for the runs at once?)", flush=True)
+    return {"rounds": summary["rounds"], "missed_rounds": missed,
+            "seconds": time.perf_counter() - start,
             "epsilon_max": summary["epsilon_max"], "run": str(out),
             "samples": str(out / summary["samples"]),
             **{k: summary["metrics"].get(k) for k in METRICS}}
+
+
+def missed_rounds(run_dir: Path) -> tuple[int, str]:
+    """Rounds of a run in which a site's reply was rejected or missing (a Ray worker killed
+    for memory, say), and the first such reason."""
+    missed, first = 0, ""
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        problems = [*record.get("rejected", []),
+                    *(f"{site} did not reply in time" for site in record.get("absent", []))]
+        missed += bool(problems)
+        first = first or (problems[0] if problems else "")
+    return missed, first
 
 
 def combine_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -182,6 +202,7 @@ def combine_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
         combined[key] = float(np.mean(values)) if values else None
         if len(values) > 1:
             combined["spread"][key] = float(np.std(values, ddof=1))
+    combined["missed_rounds"] = sum(r.get("missed_rounds", 0) for r in rows)
     return combined
 
 
@@ -224,6 +245,9 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                 f"{k} {row['spread'][k]:.3f}" for k in METRICS if k in row["spread"]))
     for name, row in results.items():
         print(f"{name}: run folder {row['run']}, sample grid {row['samples']}")
+        if row.get("missed_rounds"):
+            print(f"WARNING: {name}: {row['missed_rounds']} rounds went without every site "
+                  "(see its metrics.jsonl, 'rejected' and 'absent'): not the benchmark's figures")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.settings:
             rounds = args.rounds or rounds_for_budget(args.minutes * 60, SETTINGS[name]["sites"],
                                                       defaults.local_steps, step_s, cores,
-                                                      gpu_sites)
+                                                      gpu_sites, available_memory())
             if args.evaluations:
                 extra[name]["eval-every"] = max(1, math.ceil(rounds / args.evaluations))
             print(f"== {name}, seed {seed}: {rounds} rounds x {defaults.local_steps} steps",

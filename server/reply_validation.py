@@ -19,6 +19,17 @@ class ReplyRejected(ValueError):
     """A reply that must not be aggregated; the message says whose and why."""
 
 
+MAX_ERROR_CHARS = 400  # of a Flower error's reason (Ray's out-of-memory one runs to 3,000)
+
+
+def short_reason(reason: str) -> str:
+    """``reason`` up to :data:`MAX_ERROR_CHARS`, saying how much was cut: a run's log and
+    summary repeat it once per round that the site misses."""
+    if len(reason) <= MAX_ERROR_CHARS:
+        return reason
+    return f"{reason[:MAX_ERROR_CHARS]}... ({len(reason) - MAX_ERROR_CHARS} more characters)"
+
+
 @dataclass
 class SiteReply:
     """A validated reply from one site."""
@@ -41,7 +52,7 @@ def parse_reply(reply: Message, reference: dict[str, np.ndarray],
     """Validate one reply against the global weights' keys and shapes (and update norm > 0)."""
     node_id = reply.metadata.src_node_id
     if reply.has_error():
-        raise ReplyRejected(f"node {node_id}: Flower error: {reply.error.reason}")
+        raise ReplyRejected(f"node {node_id}: Flower error: {short_reason(reply.error.reason)}")
     content = reply.content
     if SITE not in content:
         raise ReplyRejected(f"node {node_id}: reply has no 'site' record")

@@ -53,18 +53,42 @@ def ray_address(flag: str | None = None) -> str | None:
     return flag or os.environ.get("RAY_ADDRESS") or None
 
 
-def sites_at_once(sites: int, cores: int) -> int:
+SITE_WORKER_BYTES = 2**30  # one virtual hospital's Ray worker: 0.8-1.0 GB resident (measured)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (``MemAvailable``); None where unknown."""
+    try:
+        import psutil  # the benchmarks' extra; /proc/meminfo says the same on Linux
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def sites_at_once(sites: int, cores: int, memory: int | None = None) -> int:
     """How many virtual hospitals train at the same time on ``cores`` CPU cores, one thread each.
 
     Sites queue in waves of this many; ``w`` sites sharing ``c < w`` cores run ``w / c`` times
     slower. The number minimising waves x slowdown, between ``cores`` and ``2 x cores`` (more
     would only add Ray workers, each holding its own models), fewest on ties: 3 sites on 2
     cores train all at once (1.5 core-steps a step instead of 2 waves of 1), 4 in 2 waves.
+    More than ``cores`` only as far as ``memory`` (bytes free, when known) holds their
+    workers (:data:`SITE_WORKER_BYTES` each).
     """
     cores, sites = max(1, cores), max(1, sites)
+    most = 2 * cores
+    if memory is not None:
+        most = min(most, max(cores, memory // SITE_WORKER_BYTES))
     if sites <= cores:
         return sites
-    return min(range(cores, 2 * cores + 1),
+    return min(range(cores, most + 1),
                key=lambda w: math.ceil(sites / w) * max(1.0, w / cores))
 
 
@@ -89,7 +113,8 @@ def backend_config(device: str, address: str | None = None,
         cores = init_args["num_cpus"] = os.cpu_count() or 1
         if sites and not use_gpu:
             # rounded down, so that Flower's int(cores / share) counts every site
-            cpus_per_site = min(1.0, math.floor(1000 * cores / sites_at_once(sites, cores)) / 1000)
+            at_once = sites_at_once(sites, cores, available_memory())
+            cpus_per_site = min(1.0, math.floor(1000 * cores / at_once) / 1000)
     return {
         "client_resources": {"num_cpus": cpus_per_site, "num_gpus": 0.25 if use_gpu else 0.0},
         "init_args": init_args,
@@ -121,8 +146,9 @@ def run_simulation_job(config: RunConfig, sites: int, verbose: bool = False,
         print(f"  on the Ray cluster at {address}", flush=True)
     elif backend["client_resources"]["num_cpus"] < 1:
         cores = backend["init_args"]["num_cpus"]
-        print(f"  {sites_at_once(sites, cores)} sites train at a time on {cores} CPU cores, "
-              "one thread each", flush=True)
+        at_once = int(cores / backend["client_resources"]["num_cpus"])  # as Flower counts
+        print(f"  {at_once} sites train at a time on {cores} CPU cores, one thread each",
+              flush=True)
     logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.ERROR)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray tip
     overrides = config.to_mapping()

@@ -161,6 +161,33 @@ def test_the_iid_federation_splits_the_pooled_file_at_random_and_its_cost_is_pri
     assert "cost of the sites' differences: FRD 2.00x" in capsys.readouterr().out
 
 
+def write_run(out, rounds, rejected=()):
+    """A run folder as ``medgan simulate`` leaves it: ``rejected``, the rounds a site missed."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(
+        {"rounds": rounds, "epsilon_max": 1.0, "samples": "s.png", "metrics": {"frd": 1.0}}))
+    (out / "metrics.jsonl").write_text("".join(
+        json.dumps({"round": r, "rejected": ["node 7: Flower error: OutOfMemoryError"]
+                    if r in rejected else [], "absent": []}) + "\n"
+        for r in range(1, rounds + 1)))
+
+
+def test_a_run_that_lost_a_site_or_stopped_early_is_flagged(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(quality.subprocess, "run", lambda command, check, cwd: write_run(
+        Path(command[command.index("--out") + 1]), rounds=4, rejected=(3, 4)))
+    row = quality.run_setting("federated_dp", 6, tmp_path / "federated_dp")
+    assert row["rounds"] == 4 and row["missed_rounds"] == 2
+    out = capsys.readouterr().out
+    assert "WARNING: federated_dp ran 4 of 6 rounds, 2 of them without every site" in out
+    assert "node 7: Flower error: OutOfMemoryError" in out
+    quality.print_table({"federated_dp": quality.combine_seeds([row, {**row, "run": "b"}])})
+    assert "federated_dp: 4 rounds went without every site" in capsys.readouterr().out
+    monkeypatch.setattr(quality.subprocess, "run", lambda command, check, cwd: write_run(
+        Path(command[command.index("--out") + 1]), rounds=6))
+    assert quality.run_setting("nonprivate", 6, tmp_path / "nonprivate")["missed_rounds"] == 0
+    assert "WARNING" not in capsys.readouterr().out
+
+
 def test_set_adds_run_config_keys_under_each_settings_own(tmp_path, monkeypatch):
     overrides = quality.parse_overrides(["site-output-layer=true", "mean-embedding-noise=1",
                                          "num-sites=auto", "learning-rate-generator = 1e-4"])
@@ -170,8 +197,7 @@ def test_set_adds_run_config_keys_under_each_settings_own(tmp_path, monkeypatch)
     def fake_simulate(command, check, cwd):
         out = Path(command[command.index("--out") + 1])
         out.mkdir(parents=True)
-        (out / "summary.json").write_text(json.dumps(
-            {"epsilon_max": 1.0, "samples": "s.png", "metrics": {"frd": 1.0}}))
+        write_run(out, rounds=2)
 
     monkeypatch.setattr(quality.subprocess, "run", fake_simulate)
     quality.run_setting("nonprivate", 2, tmp_path / "nonprivate", overrides, seed=3)
@@ -191,6 +217,7 @@ def test_evaluations_spread_over_the_planned_rounds_and_cpu_runs_plan_per_core(t
     calls = recorded_runs(monkeypatch)
     monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.01)
     monkeypatch.setattr(quality.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(quality, "available_memory", lambda: 8 * 2**30)
     assert quality.main(["--out", str(tmp_path), "--settings", "federated_dp", "--minutes", "1",
                          "--evaluations", "4", "--device", "cpu"]) == 0
     rounds, extra = calls["federated_dp"]

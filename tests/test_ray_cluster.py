@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from simulation import simulate
 from simulation.simulate import backend_config, ray_address, sites_at_once
 
 ROOT = Path(__file__).parents[1]
@@ -28,6 +29,7 @@ PORT_FLAGS = ("port", "ray-client-server-port", "dashboard-agent-listen-port",
 
 def test_backend_config_joins_a_cluster_without_resource_arguments(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert simulate.available_memory() > 0  # psutil or /proc/meminfo
     local = backend_config("cpu")["init_args"]
     assert "address" not in local and local["num_cpus"] >= 1
     joined = backend_config("cpu", "10.0.0.7:6379")
@@ -47,6 +49,12 @@ def test_sites_share_this_machines_cores_instead_of_waiting_for_a_second_wave(mo
     # 3 sites on 2 cores: all at once (1.5 core-steps a step, not 2 waves); 4: two waves of 2
     assert [sites_at_once(n, 2) for n in (1, 2, 3, 4, 1000)] == [1, 2, 3, 2, 2]
     assert sites_at_once(100, 16) == 20  # 5 waves of 20 sharing 16 cores: 6.25, not 7 of 16
+    # no more workers than the free memory holds (~1 GB each), never fewer than the cores
+    assert sites_at_once(3, 2, memory=3 * 2**30) == 3
+    assert sites_at_once(3, 2, memory=2 * 2**30) == sites_at_once(3, 2, memory=0) == 2
+    monkeypatch.setattr(simulate, "available_memory", lambda: 2**30)
+    assert backend_config("cpu", None, 3)["client_resources"]["num_cpus"] == 1
+    monkeypatch.setattr(simulate, "available_memory", lambda: 8 * 2**30)
     share = backend_config("cpu", None, 3)["client_resources"]["num_cpus"]
     assert share < 1 and int(2 / share) == 3  # Flower's actor pool: int(cores / share) = 3
     assert backend_config("cpu", None, 1)["client_resources"]["num_cpus"] == 1

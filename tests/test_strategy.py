@@ -66,6 +66,16 @@ def test_bad_replies_are_rejected_with_a_reason(bad, match):
         parse_reply(bad, REFERENCE)
 
 
+def test_a_long_flower_error_is_cut_saying_by_how_much():
+    # Ray's out-of-memory reason runs to ~3,000 characters, repeated for every missed round
+    reason = "ray.exceptions.OutOfMemoryError: 1 worker(s) were killed " + "x" * 3000
+    with pytest.raises(ReplyRejected) as caught:
+        parse_reply(reply(4, error=reason), REFERENCE)
+    message = str(caught.value)
+    assert message.startswith("node 4: Flower error: ray.exceptions.OutOfMemoryError")
+    assert len(message) < 500 and f"({len(reason) - 400} more characters)" in message
+
+
 class FakeGrid:
     def __init__(self, nodes):
         self.nodes = nodes
