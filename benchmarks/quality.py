@@ -206,6 +206,30 @@ def combine_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return combined
 
 
+def load_results(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """Earlier ``--json`` files (one per seed, say, run side by side or on other machines) as
+    one result per setting: each setting's runs from every file, combined by
+    :func:`combine_seeds`. A file that is not such a result, or a run given twice, is a
+    ValueError naming the file."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    seen: dict[str, Path] = {}
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+            rows = {name: result.get("per_seed", [result]) for name, result in data.items()}
+        except (OSError, ValueError, AttributeError) as error:
+            raise ValueError(f"{path}: not a --json file of this benchmark ({error})") from None
+        for name, setting_rows in rows.items():
+            if name not in SETTINGS:
+                raise ValueError(f"{path}: unknown setting '{name}' (known: {', '.join(SETTINGS)})")
+            for row in setting_rows:
+                if row["run"] in seen:
+                    raise ValueError(f"{path}: run {row['run']} is also in {seen[row['run']]}")
+                seen[row["run"]] = path
+                runs.setdefault(name, []).append(row)
+    return {name: combine_seeds(runs[name]) for name in SETTINGS if name in runs}
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "n/a"
 
@@ -279,7 +303,16 @@ def main(argv: list[str] | None = None) -> int:
                              "(a setting's own keys win: nonprivate keeps its noise off)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where the sites train (auto: a GPU where one is found)")
+    parser.add_argument("--combine", nargs="+", type=Path, metavar="JSON",
+                        help="run nothing: print the table of earlier --json files (one per "
+                             "seed, say), each setting's mean and spread over their runs")
     args = parser.parse_args(argv)
+    if args.combine:
+        try:
+            results = load_results(args.combine)
+        except ValueError as error:
+            parser.error(str(error))
+        return report(results, args.json)
     try:
         overrides = parse_overrides(args.set)
     except ConfigError as error:
@@ -324,11 +357,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name}, seed {seed}: {rounds} rounds x {defaults.local_steps} steps",
                   flush=True)
             runs[name].append(run_setting(name, rounds, out / name, overrides, **extra[name]))
-    results = {name: combine_seeds(rows) for name, rows in runs.items()}
+    return report({name: combine_seeds(rows) for name, rows in runs.items()}, args.json)
+
+
+def report(results: dict[str, dict[str, Any]], json_out: Path | None) -> int:
+    """Print the table and write ``json_out`` (where given)."""
     print_table(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"written to {args.json}")
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written to {json_out}")
     return 0
 
 

@@ -240,3 +240,47 @@ def test_on_a_gpu_the_sites_are_planned_to_train_at_once(tmp_path, monkeypatch, 
     assert rounds == quality.rounds_for_budget(360, 3, steps, 0.03, 16, quality.GPU_SITES_AT_ONCE)
     assert rounds > quality.rounds_for_budget(360, 3, steps, 0.03, 16, 1)  # not taking turns
     assert extra["device"] == "cuda" and "Test GPU" in capsys.readouterr().out
+
+
+def write_result(path: Path, run: str, **metrics: float) -> Path:
+    """A one-seed ``--json`` file of the federated DP setting (other metrics 0.5)."""
+    row = {"rounds": 160, "seconds": 900.0, "epsilon_max": 10.0, "run": run,
+           "samples": f"{run}/s.png", **{k: 0.5 for k in quality.METRICS}, **metrics}
+    path.write_text(json.dumps({"federated_dp": row}))
+    return path
+
+
+def test_combine_merges_seeds_run_apart_into_one_table(tmp_path, capsys):
+    seed0 = write_result(tmp_path / "s0.json", "runs/seed-0", coverage=0.2, frd=20.0)
+    seed1 = write_result(tmp_path / "s1.json", "runs/seed-1", coverage=0.4, frd=30.0)
+    # a file of two seeds (--seeds 2 3) counts each of its runs
+    rows = [json.loads(write_result(tmp_path / f"x{seed}.json", f"runs/seed-{seed}",
+                                    coverage=0.3).read_text())["federated_dp"]
+            for seed in (2, 3)]
+    both = {"federated_dp": quality.combine_seeds(rows)}
+    (tmp_path / "s23.json").write_text(json.dumps(both))
+    out = tmp_path / "all.json"
+    assert quality.main(["--combine", str(seed0), str(seed1), str(tmp_path / "s23.json"),
+                         "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["federated_dp"]
+    assert len(result["per_seed"]) == 4
+    assert result["coverage"] == pytest.approx(0.3)
+    assert result["spread"]["coverage"] == pytest.approx(np.std([0.2, 0.4, 0.3, 0.3], ddof=1))
+    assert result["frd"] == pytest.approx(np.mean([20, 30, 0.5, 0.5]))
+    printed = capsys.readouterr().out
+    assert "federated_dp: over 4 seeds" in printed and "runs/seed-1" in printed
+
+
+@pytest.mark.parametrize("problem", ["same run twice", "not a result", "unknown setting"])
+def test_combine_names_the_file_it_cannot_use(tmp_path, capsys, problem):
+    first = write_result(tmp_path / "a.json", "runs/seed-0")
+    bad = tmp_path / "b.json"
+    if problem == "same run twice":
+        write_result(bad, "runs/seed-0")
+    elif problem == "not a result":
+        bad.write_text("[1, 2]")
+    else:
+        bad.write_text(json.dumps({"federated_sgd": {"run": "r"}}))
+    with pytest.raises(SystemExit):
+        quality.main(["--combine", str(first), str(bad)])
+    assert str(bad) in capsys.readouterr().err
