@@ -223,6 +223,10 @@ def load_results(paths: list[Path]) -> dict[str, dict[str, Any]]:
             if name not in SETTINGS:
                 raise ValueError(f"{path}: unknown setting '{name}' (known: {', '.join(SETTINGS)})")
             for row in setting_rows:
+                missing = [k for k in ("run", "rounds", "seconds", "epsilon_max", *METRICS)
+                           if not isinstance(row, dict) or k not in row]
+                if missing:
+                    raise ValueError(f"{path}: a run of {name} without {', '.join(missing)}")
                 if row["run"] in seen:
                     raise ValueError(f"{path}: run {row['run']} is also in {seen[row['run']]}")
                 seen[row["run"]] = path

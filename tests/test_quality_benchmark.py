@@ -271,7 +271,8 @@ def test_combine_merges_seeds_run_apart_into_one_table(tmp_path, capsys):
     assert "federated_dp: over 4 seeds" in printed and "runs/seed-1" in printed
 
 
-@pytest.mark.parametrize("problem", ["same run twice", "not a result", "unknown setting"])
+@pytest.mark.parametrize("problem", ["same run twice", "not a result", "unknown setting",
+                                     "no metrics"])
 def test_combine_names_the_file_it_cannot_use(tmp_path, capsys, problem):
     first = write_result(tmp_path / "a.json", "runs/seed-0")
     bad = tmp_path / "b.json"
@@ -279,8 +280,10 @@ def test_combine_names_the_file_it_cannot_use(tmp_path, capsys, problem):
         write_result(bad, "runs/seed-0")
     elif problem == "not a result":
         bad.write_text("[1, 2]")
-    else:
+    elif problem == "unknown setting":
         bad.write_text(json.dumps({"federated_sgd": {"run": "r"}}))
+    else:
+        bad.write_text(json.dumps({"nonprivate": {"run": "r", "rounds": 3}}))
     with pytest.raises(SystemExit):
         quality.main(["--combine", str(first), str(bad)])
     assert str(bad) in capsys.readouterr().err
