@@ -271,9 +271,10 @@ def test_combine_merges_seeds_run_apart_into_one_table(tmp_path, capsys):
     assert "federated_dp: over 4 seeds" in printed and "runs/seed-1" in printed
 
 
-@pytest.mark.parametrize("problem", ["same run twice", "not a result", "unknown setting",
-                                     "no metrics"])
-def test_combine_names_the_file_it_cannot_use(tmp_path, capsys, problem):
+@pytest.mark.parametrize("problem, reason", [
+    ("same run twice", "run runs/seed-0 is also in"), ("not a result", "not a --json file"),
+    ("unknown setting", "unknown setting 'federated_sgd'"), ("no metrics", "without seconds")])
+def test_combine_names_the_file_it_cannot_use(tmp_path, capsys, problem, reason):
     first = write_result(tmp_path / "a.json", "runs/seed-0")
     bad = tmp_path / "b.json"
     if problem == "same run twice":
@@ -286,4 +287,5 @@ def test_combine_names_the_file_it_cannot_use(tmp_path, capsys, problem):
         bad.write_text(json.dumps({"nonprivate": {"run": "r", "rounds": 3}}))
     with pytest.raises(SystemExit):
         quality.main(["--combine", str(first), str(bad)])
-    assert str(bad) in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"{bad}: " in error and reason in error
