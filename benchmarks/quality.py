@@ -50,6 +50,8 @@ from simulation.simulate import (available_memory, backend_config,  # noqa: E402
 
 METRICS = ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
            "trtr_accuracy", "tstr_over_trtr")
+# what each run reports beside its metrics: the table's columns, averaged over seeds
+COLUMNS = ("rounds", "seconds", "epsilon_max", *METRICS)
 ROUND_OVERHEAD = 1.3  # evaluation, start-up and framework time on top of training (measured)
 ROUND_FIXED_S = 1.0  # each round's messages, aggregation and checkpoint (what a GPU round is)
 # sites sharing one GPU at once: each takes the share simulation/simulate.py asks Ray for
@@ -197,7 +199,7 @@ def combine_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
     combined: dict[str, Any] = {"run": ", ".join(r["run"] for r in rows),
                                 "samples": ", ".join(r["samples"] for r in rows),
                                 "spread": {}, "per_seed": rows}
-    for key in ("rounds", "seconds", "epsilon_max", *METRICS):
+    for key in COLUMNS:
         values = [r[key] for r in rows if r.get(key) is not None]
         combined[key] = float(np.mean(values)) if values else None
         if len(values) > 1:
@@ -209,8 +211,8 @@ def combine_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def load_results(paths: list[Path]) -> dict[str, dict[str, Any]]:
     """Earlier ``--json`` files (one per seed, say, run side by side or on other machines) as
     one result per setting: each setting's runs from every file, combined by
-    :func:`combine_seeds`. A file that is not such a result, or a run given twice, is a
-    ValueError naming the file."""
+    :func:`combine_seeds`. A file that is not such a result, a run without its columns or a
+    run given twice is a ValueError naming the file."""
     runs: dict[str, list[dict[str, Any]]] = {}
     seen: dict[str, Path] = {}
     for path in paths:
@@ -223,7 +225,7 @@ def load_results(paths: list[Path]) -> dict[str, dict[str, Any]]:
             if name not in SETTINGS:
                 raise ValueError(f"{path}: unknown setting '{name}' (known: {', '.join(SETTINGS)})")
             for row in setting_rows:
-                missing = [k for k in ("run", "rounds", "seconds", "epsilon_max", *METRICS)
+                missing = [k for k in ("run", *COLUMNS)
                            if not isinstance(row, dict) or k not in row]
                 if missing:
                     raise ValueError(f"{path}: a run of {name} without {', '.join(missing)}")
@@ -244,12 +246,11 @@ def _number(value: float | None) -> str:
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     """The metrics of each run side by side, then what privacy and federation cost."""
-    columns = ("rounds", "seconds", "epsilon_max", *METRICS)
-    print(f"{'':16s}" + "".join(f"{c[:14]:>15s}" for c in columns))
+    print(f"{'':16s}" + "".join(f"{c[:14]:>15s}" for c in COLUMNS))
     for name, row in results.items():
         print(f"{name:16s}" + "".join(
             f"{row[c]:15.3f}" if isinstance(row[c], float) else f"{row[c]!s:>15s}"
-            for c in columns))
+            for c in COLUMNS))
     fed, central, open_, central_open, fed_iid = (results.get(k, {}) for k in (
         "federated_dp", "centralized_dp", "nonprivate", "centralized_nonprivate",
         "federated_dp_iid"))
