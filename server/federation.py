@@ -32,6 +32,7 @@ from server.server_optimizer import (ServerOptimizer, ema_decay, ema_update,
                                      make_server_optimizer)
 from server.site_codes import (SiteCodeConflict, count_site_codes, take_site_rows,
                                upgrade_site_examples)
+from server.stop_request import stop_reason
 from server.strategy import DPGanFedAvg, RoundReport
 
 log = logging.getLogger("medgan.server")
@@ -109,6 +110,8 @@ def wait_for_sites(grid: Grid, strategy: DPGanFedAvg, min_sites: int, timeout: f
     """Wait (up to ``timeout`` s) until ``min_sites`` eligible sites are connected."""
     deadline = time.monotonic() + timeout
     while (found := len(strategy.eligible_nodes(grid))) < min_sites:
+        if stop_reason():
+            return False  # the run is being stopped: waiting longer helps no one
         if strategy.excluded_nodes and found + len(strategy.excluded_nodes) >= min_sites:
             return False  # enough sites are connected, but too many exhausted their budget
         if time.monotonic() > deadline:
@@ -166,7 +169,11 @@ def run_federation(grid: Grid, config: RunConfig, run_dir: Path,
     elapsed = state.seconds
     for server_round in range(state.next_round, config.num_rounds + 1):
         t0 = time.perf_counter()
-        if not wait_for_sites(grid, strategy, config.min_sites, config.round_timeout):
+        ready = wait_for_sites(grid, strategy, config.min_sites, config.round_timeout)
+        if reason := stop_reason():  # Ctrl-C, or the simulation engine stopped under us
+            stopped = f"stopped before round {server_round}: {reason}"
+            break
+        if not ready:
             stopped = (f"stopped before round {server_round}: fewer than min-sites "
                        f"({config.min_sites}) connected sites can still train")
             break

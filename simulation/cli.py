@@ -178,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "simulate":
+            from simulation.interrupts import release_process
             from simulation.simulate import SimulationError, run_simulation_job
 
             config, sites = simulate_config(args)
@@ -185,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_simulation_job(config, sites, verbose=args.verbose,
                                    ray_address_flag=args.ray_address)
             except SimulationError as error:
-                raise ConfigError(str(error)) from None
+                print(f"medgan: error: {error}", file=sys.stderr, flush=True)
+                return release_process(2)  # no ServerApp thread left waiting on dead sites
         elif args.command == "generate":
             from simulation.generate import generate
 
@@ -217,8 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError, ValueError) as error:
         print(f"medgan: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("medgan: interrupted; completed rounds are saved (resume with --resume)",
+    except KeyboardInterrupt as interrupt:
+        resume = f"--resume {interrupt.args[0]}" if interrupt.args else "--resume"
+        print(f"medgan: interrupted; completed rounds are saved (resume with {resume})",
               file=sys.stderr)
         return 130
     return 0

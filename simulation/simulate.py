@@ -21,6 +21,8 @@ from medgan_models.config import RunConfig
 from server.app import build_server_app
 from server.checkpoint import latest_checkpoint
 from server.run_records import SUMMARY_FILE, read_summary
+from server.stop_request import clear_stop, request_stop, stop_reason
+from simulation.interrupts import INTERRUPTED, root_cause, stop_on_ctrl_c
 
 
 class SimulationError(RuntimeError):
@@ -153,11 +155,23 @@ def run_simulation_job(config: RunConfig, sites: int, verbose: bool = False,
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray tip
     overrides = config.to_mapping()
     started = time.perf_counter()
-    run_simulation(server_app=build_server_app(overrides), client_app=build_client_app(overrides),
-                   num_supernodes=sites, backend_config=backend,
-                   verbose_logging=verbose)
+    clear_stop()
+    with stop_on_ctrl_c(run_dir):
+        try:
+            run_simulation(server_app=build_server_app(overrides),
+                           client_app=build_client_app(overrides),
+                           num_supernodes=sites, backend_config=backend,
+                           verbose_logging=verbose)
+        except RuntimeError as error:  # Flower's "An error was encountered. Ending simulation."
+            request_stop("the simulation engine stopped")  # the ServerApp thread: end, don't wait
+            raise SimulationError(
+                f"Flower's simulation engine stopped ({root_cause(error)}); finished rounds are "
+                f"saved in {run_dir} (resume with --resume {run_dir}); rerun with --verbose "
+                "for Flower's log") from error
     summary_path = run_dir / SUMMARY_FILE
     summary = read_summary(run_dir)
+    if stop_reason() == INTERRUPTED:
+        raise KeyboardInterrupt(str(run_dir))  # it stopped cleanly at a round: say so, exit 130
     if not summary:
         raise SimulationError(f"the simulation ended without writing {summary_path}; "
                               "rerun with --verbose to see Flower's log")
