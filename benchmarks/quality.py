@@ -45,6 +45,7 @@ from client.dp_training import LocalTrainer, resolve_device  # noqa: E402
 from client.embedding_release import make_release  # noqa: E402
 from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 from medgan_models.networks import build_models  # noqa: E402
+from simulation.interrupts import run_forwarding_ctrl_c  # noqa: E402
 from simulation.simulate import (available_memory, backend_config,  # noqa: E402
                                  sites_at_once)
 
@@ -162,9 +163,10 @@ def run_setting(name: str, rounds: int, out: Path, base: dict[str, Any] | None =
     toml = out.with_suffix(".toml")
     toml.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "simulation.cli", "simulate", "--sites", str(sites),
-                    "--config", str(toml), "--out", str(out)],
-                   check=True, cwd=Path(__file__).parents[1])
+    command = [sys.executable, "-m", "simulation.cli", "simulate", "--sites", str(sites),
+               "--config", str(toml), "--out", str(out)]
+    if code := run_forwarding_ctrl_c(command, cwd=Path(__file__).parents[1]):
+        raise subprocess.CalledProcessError(code, command)
     summary = json.loads((out / "summary.json").read_text())
     missed, reason = missed_rounds(out)
     if missed or summary["rounds"] < rounds:
@@ -361,7 +363,14 @@ def main(argv: list[str] | None = None) -> int:
                 extra[name]["eval-every"] = max(1, math.ceil(rounds / args.evaluations))
             print(f"== {name}, seed {seed}: {rounds} rounds x {defaults.local_steps} steps",
                   flush=True)
-            runs[name].append(run_setting(name, rounds, out / name, overrides, **extra[name]))
+            try:
+                runs[name].append(run_setting(name, rounds, out / name, overrides, **extra[name]))
+            except KeyboardInterrupt:
+                print(f"interrupted: {out / name} keeps its finished rounds (medgan simulate "
+                      f"--resume {out / name}); the table has the runs that ended", flush=True)
+                if done := {n: combine_seeds(rows) for n, rows in runs.items() if rows}:
+                    report(done, args.json)
+                return 130
     return report({name: combine_seeds(rows) for name, rows in runs.items()}, args.json)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -87,3 +88,21 @@ def exit_now(code: int) -> None:
     except Exception:  # noqa: BLE001 - best effort on the way out
         pass
     os._exit(code)
+
+
+def run_forwarding_ctrl_c(args: list[str], cwd: Path) -> int:
+    """Run ``args`` (a ``medgan simulate``) in its own session, passing each Ctrl-C on to it
+    once: the first stops it after its round, the second quits it. The child's exit code;
+    KeyboardInterrupt once it has ended, if it was interrupted."""
+    process = subprocess.Popen(args, cwd=cwd, start_new_session=True)  # Ctrl-C comes via us
+    interrupted = False
+    while True:
+        try:
+            code = process.wait()
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+            process.send_signal(signal.SIGINT)
+    if interrupted:
+        raise KeyboardInterrupt
+    return code

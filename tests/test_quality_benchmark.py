@@ -173,7 +173,7 @@ def write_run(out, rounds, rejected=()):
 
 
 def test_a_run_that_lost_a_site_or_stopped_early_is_flagged(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(quality.subprocess, "run", lambda command, check, cwd: write_run(
+    monkeypatch.setattr(quality, "run_forwarding_ctrl_c", lambda command, cwd: write_run(
         Path(command[command.index("--out") + 1]), rounds=4, rejected=(3, 4)))
     row = quality.run_setting("federated_dp", 6, tmp_path / "federated_dp")
     assert row["rounds"] == 4 and row["missed_rounds"] == 2
@@ -182,7 +182,7 @@ def test_a_run_that_lost_a_site_or_stopped_early_is_flagged(tmp_path, monkeypatc
     assert "node 7: Flower error: OutOfMemoryError" in out
     quality.print_table({"federated_dp": quality.combine_seeds([row, {**row, "run": "b"}])})
     assert "federated_dp: 4 rounds went without every site" in capsys.readouterr().out
-    monkeypatch.setattr(quality.subprocess, "run", lambda command, check, cwd: write_run(
+    monkeypatch.setattr(quality, "run_forwarding_ctrl_c", lambda command, cwd: write_run(
         Path(command[command.index("--out") + 1]), rounds=6))
     assert quality.run_setting("nonprivate", 6, tmp_path / "nonprivate")["missed_rounds"] == 0
     assert "WARNING" not in capsys.readouterr().out
@@ -194,12 +194,13 @@ def test_set_adds_run_config_keys_under_each_settings_own(tmp_path, monkeypatch)
     assert overrides == {"site-output-layer": True, "mean-embedding-noise": 1,
                          "num-sites": "auto", "learning-rate-generator": 1e-4}
 
-    def fake_simulate(command, check, cwd):
+    def fake_simulate(command, cwd):
         out = Path(command[command.index("--out") + 1])
         out.mkdir(parents=True)
         write_run(out, rounds=2)
+        return 0
 
-    monkeypatch.setattr(quality.subprocess, "run", fake_simulate)
+    monkeypatch.setattr(quality, "run_forwarding_ctrl_c", fake_simulate)
     quality.run_setting("nonprivate", 2, tmp_path / "nonprivate", overrides, seed=3)
     written = tomllib.loads((tmp_path / "nonprivate.toml").read_text())
     assert written["site-output-layer"] is True and written["seed"] == 3
@@ -289,3 +290,20 @@ def test_combine_names_the_file_it_cannot_use(tmp_path, capsys, problem, reason)
         quality.main(["--combine", str(first), str(bad)])
     error = capsys.readouterr().err
     assert f"{bad}: " in error and reason in error
+
+
+def test_ctrl_c_keeps_the_runs_that_ended_in_the_table_and_json(tmp_path, monkeypatch, capsys):
+    def fake_run(name, rounds, out, base=None, **extra):
+        if name == "centralized_dp":
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during the second run
+        return {"rounds": rounds, "seconds": 1.0, "epsilon_max": 10.0, "run": str(out),
+                "samples": "s.png", **{k: 0.5 for k in quality.METRICS}}
+
+    monkeypatch.setattr(quality, "run_setting", fake_run)
+    monkeypatch.setattr(quality, "step_seconds", lambda config, device=None: 0.01)
+    monkeypatch.setattr(quality, "write_pooled_sites", lambda path, seed: 60)
+    out_json = tmp_path / "q.json"
+    assert quality.main(["--out", str(tmp_path), "--rounds", "2", "--json", str(out_json)]) == 130
+    out = capsys.readouterr().out
+    assert f"interrupted: {tmp_path / 'centralized_dp'} keeps its finished rounds" in out
+    assert set(json.loads(out_json.read_text())) == {"federated_dp"}  # not the unfinished ones

@@ -152,3 +152,32 @@ def test_waiting_for_sites_ends_on_a_stop_request():
 def _no_stop_left_behind():
     yield
     clear_stop()
+
+
+CHILD = """
+import signal, sys, time
+def stop(signum, frame):
+    open(sys.argv[1], "a").write("stop;")
+    sys.exit(130)
+signal.signal(signal.SIGINT, stop)
+open(sys.argv[1], "a").write("ready;")
+time.sleep(float(sys.argv[2]))
+sys.exit(3)
+"""
+
+
+def test_a_benchmarks_ctrl_c_reaches_its_run_once(tmp_path):
+    # benchmarks/quality.py runs each medgan simulate as a child in its own session (so a
+    # terminal's Ctrl-C does not reach it twice, which would quit it at once) and forwards it
+    from simulation.interrupts import run_forwarding_ctrl_c
+
+    log = tmp_path / "log"
+    assert run_forwarding_ctrl_c([sys.executable, "-c", CHILD, str(log), "0"], tmp_path) == 3
+    log.unlink()
+    while_waiting = threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGINT))
+    while_waiting.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_forwarding_ctrl_c([sys.executable, "-c", CHILD, str(log), "30"], tmp_path)
+    assert log.read_text() == "ready;stop;"
+    assert time.monotonic() - started < 10
