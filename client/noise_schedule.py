@@ -1,11 +1,14 @@
 """How much DP noise each round gets, so that the whole run spends ``target-epsilon``.
 
 By default every round uses the same noise multiplier. ``noise-schedule-ratio`` r > 1 spends
-the budget unevenly: round t of R gets ``s * r ** ((R - t) / (R - 1))``, so the first round is
-r times noisier than the last (coarse structure first, detail when it matters; the idea of
-decaying-noise schedules such as Yu et al., 2019, "Differentially Private Model Publishing for
-Deep Learning"). The scale s is found so that the composed history of all R rounds spends
-exactly the target. The sample rate is the site's own, so each site derives its own schedule.
+the budget unevenly: the R rounds fall into L = min(R, ``NOISE_LEVELS``) equal blocks, and block
+k of L gets ``s * r ** ((L - 1 - k) / (L - 1))``, so the first rounds are r times noisier than
+the last (coarse structure first, detail when it matters; the idea of decaying-noise schedules
+such as Yu et al., 2019, "Differentially Private Model Publishing for Deep Learning"). Steps
+rather than a smooth curve, because the PRV accountant's cost grows with the number of distinct
+noise levels in a history (~0.1 s each): 160 levels made every site's start-up search and each
+round's epsilon take minutes. The scale s is found so that the composed history of all R rounds
+spends exactly the target. The sample rate is the site's own, so each site derives its own schedule.
 A site's one-off release of its mean embedding (``mean-embedding``) is part of that plan: the
 rounds' noise is found for what the budget leaves after it (composed, not subtracted).
 """
@@ -17,10 +20,11 @@ from functools import lru_cache
 from opacus.accountants.utils import get_noise_multiplier
 
 from client.embedding_release import release_entry
-from client.privacy_ledger import composed_epsilon, quiet_accounting
+from client.privacy_ledger import composed_epsilon, merged_history, quiet_accounting
 from medgan_models.config import RunConfig
 
 SEARCH_TOLERANCE = 0.005  # relative, on epsilon
+NOISE_LEVELS = 8  # distinct noise multipliers of a schedule, at most (see the module's doc)
 
 
 def sample_rate_for(num_examples: int, batch_size: int) -> float:
@@ -30,10 +34,13 @@ def sample_rate_for(num_examples: int, batch_size: int) -> float:
 
 
 def round_weights(num_rounds: int, ratio: float) -> tuple[float, ...]:
-    """Relative noise of rounds 1..R: ``ratio`` for the first, 1 for the last, geometric."""
+    """Relative noise of rounds 1..R: ``ratio`` for the first block of rounds, 1 for the last,
+    geometric in between, in at most ``NOISE_LEVELS`` equal blocks."""
     if num_rounds <= 1 or ratio == 1.0:
         return (1.0,) * max(num_rounds, 1)
-    return tuple(ratio ** ((num_rounds - t) / (num_rounds - 1)) for t in range(1, num_rounds + 1))
+    levels = min(num_rounds, NOISE_LEVELS)
+    return tuple(ratio ** ((levels - 1 - (t * levels) // num_rounds) / (levels - 1))
+                 for t in range(num_rounds))
 
 
 def planned_releases(config: RunConfig) -> tuple[tuple[float, float, int], ...]:
@@ -82,10 +89,7 @@ def _scale_for_budget(epsilon: float, delta: float, sample_rate: float, steps_pe
     ``epsilon`` (at most: the search returns the upper end of its last bracket)."""
 
     def spent(scale: float) -> float:
-        if len(set(weights)) == 1:  # one run of steps, as the ledger merges them
-            rounds = ((scale * weights[0], sample_rate, steps_per_round * len(weights)),)
-        else:
-            rounds = tuple((scale * w, sample_rate, steps_per_round) for w in weights)
+        rounds = merged_history(tuple((scale * w, sample_rate, steps_per_round) for w in weights))
         return composed_epsilon(rounds + releases, delta, accountant)
 
     if releases and composed_epsilon(releases, delta, accountant) >= epsilon:

@@ -72,14 +72,8 @@ class PrivacyLedger:
 
     def accountant_history(self) -> list[tuple[float, float, int]]:
         """(noise multiplier, sample rate, steps) runs, merged as Opacus' own accountant does."""
-        history: list[tuple[float, float, int]] = []
-        for e in self.entries:
-            if history and history[-1][:2] == (e.noise_multiplier, e.sample_rate):
-                sigma, q, steps = history[-1]
-                history[-1] = (sigma, q, steps + e.steps)
-            else:
-                history.append((e.noise_multiplier, e.sample_rate, e.steps))
-        return history
+        return list(merged_history(tuple((e.noise_multiplier, e.sample_rate, e.steps)
+                                         for e in self.entries)))
 
     def epsilon(self, delta: float, accountant: str = "prv") -> float:
         """Epsilon of the whole history at ``delta`` (0 before any step)."""
@@ -142,6 +136,19 @@ class PrivacyLedger:
 
 
 @lru_cache(maxsize=256)
+def merged_history(history: tuple[tuple[float, float, int], ...]
+                   ) -> tuple[tuple[float, float, int], ...]:
+    """Consecutive (noise multiplier, sample rate, steps) entries of the same noise and rate
+    as one: the accountants' cost grows with the entries, not the steps."""
+    merged: list[tuple[float, float, int]] = []
+    for sigma, q, steps in history:
+        if merged and merged[-1][:2] == (sigma, q):
+            merged[-1] = (sigma, q, merged[-1][2] + steps)
+        else:
+            merged.append((sigma, q, steps))
+    return tuple(merged)
+
+
 def composed_epsilon(history: tuple[tuple[float, float, int], ...], delta: float,
                       accountant: str) -> float:
     """A pure function of the history, cached: a PRV composition takes ~0.5 s, and the virtual

@@ -3,7 +3,8 @@ target epsilon over the planned rounds."""
 
 import pytest
 
-from client.noise_schedule import derive_noise_multiplier, round_weights, sample_rate_for
+from client.noise_schedule import (NOISE_LEVELS, derive_noise_multiplier, round_weights,
+                                   sample_rate_for)
 from client.privacy_ledger import LedgerEntry, PrivacyLedger
 from medgan_models.config import ConfigError, RunConfig
 
@@ -35,3 +36,20 @@ def test_a_decaying_schedule_spends_the_target_over_all_rounds(accountant):
 def test_the_ratio_must_be_at_least_one():
     with pytest.raises(ConfigError, match="noise-schedule-ratio"):
         RunConfig.from_mapping({"noise-schedule-ratio": 0.5})
+
+
+def test_a_long_schedule_steps_down_in_a_few_levels():
+    # one noise level per round made the PRV accountant compose 160 mechanisms: minutes per
+    # site at start-up and at every round's epsilon; a few levels keep it to seconds
+    weights = round_weights(160, 3.0)
+    levels = sorted(set(weights), reverse=True)
+    assert len(levels) == NOISE_LEVELS and list(weights) == sorted(weights, reverse=True)
+    assert levels[0] == pytest.approx(3.0) and levels[-1] == pytest.approx(1.0)
+    assert weights.count(levels[0]) == weights.count(levels[-1]) == 160 // NOISE_LEVELS
+    config = RunConfig(target_epsilon=10.0, num_rounds=160, local_steps=10, batch_size=64,
+                       noise_schedule_ratio=3.0, accountant="rdp", mean_embedding=0.0)
+    sigmas = [derive_noise_multiplier(config, 2000, t) for t in range(1, 161)]
+    q = sample_rate_for(2000, 64)
+    ledger = PrivacyLedger([LedgerEntry(t, s, q, 10) for t, s in enumerate(sigmas, 1)])
+    assert len(ledger.accountant_history()) == NOISE_LEVELS  # the rounds of a level merge
+    assert ledger.epsilon(config.delta, "rdp") == pytest.approx(10.0, rel=0.01)
