@@ -135,7 +135,6 @@ class PrivacyLedger:
             ) from None
 
 
-@lru_cache(maxsize=256)
 def merged_history(history: tuple[tuple[float, float, int], ...]
                    ) -> tuple[tuple[float, float, int], ...]:
     """Consecutive (noise multiplier, sample rate, steps) entries of the same noise and rate
@@ -149,6 +148,7 @@ def merged_history(history: tuple[tuple[float, float, int], ...]
     return tuple(merged)
 
 
+@lru_cache(maxsize=256)
 def composed_epsilon(history: tuple[tuple[float, float, int], ...], delta: float,
                       accountant: str) -> float:
     """A pure function of the history, cached: a PRV composition takes ~0.5 s, and the virtual

@@ -53,3 +53,15 @@ def test_a_long_schedule_steps_down_in_a_few_levels():
     ledger = PrivacyLedger([LedgerEntry(t, s, q, 10) for t, s in enumerate(sigmas, 1)])
     assert len(ledger.accountant_history()) == NOISE_LEVELS  # the rounds of a level merge
     assert ledger.epsilon(config.delta, "rdp") == pytest.approx(10.0, rel=0.01)
+
+
+def test_a_history_is_composed_once_per_process():
+    # the virtual hospitals of one worker process ask for the same epsilon every round (PRV:
+    # ~0.5 s a time); merged_history must not take composed_epsilon's cache away
+    from client.privacy_ledger import composed_epsilon
+
+    history = ((1.1, 0.03, 10), (0.9, 0.03, 20))
+    first = composed_epsilon(history, 1e-5, "rdp")
+    hits = composed_epsilon.cache_info().hits
+    assert composed_epsilon(history, 1e-5, "rdp") == first
+    assert composed_epsilon.cache_info().hits == hits + 1
