@@ -368,10 +368,15 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 print(f"interrupted: {out / name} keeps its finished rounds (medgan simulate "
                       f"--resume {out / name}); the table has the runs that ended", flush=True)
-                if done := {n: combine_seeds(rows) for n, rows in runs.items() if rows}:
-                    report(done, args.json)
+                if any(runs.values()):
+                    report(combined(runs), args.json)
                 return 130
-    return report({name: combine_seeds(rows) for name, rows in runs.items()}, args.json)
+    return report(combined(runs), args.json)
+
+
+def combined(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each setting that ran, its runs over the seeds combined (:func:`combine_seeds`)."""
+    return {name: combine_seeds(rows) for name, rows in runs.items() if rows}
 
 
 def report(results: dict[str, dict[str, Any]], json_out: Path | None) -> int:
