@@ -6,17 +6,21 @@
 - ``evaluate_generator``: precision/recall/density/coverage of generated images against the
   site's held-out images (computed here, at the site, in a fixed random-CNN embedding), and
   utility: a small classifier trained on synthetic images and tested on the held-out images
-  (TSTR) beside one trained on the site's real training images (TRTR).
+  (TSTR) beside one trained on the site's real training images (TRTR). It runs on the site's
+  training device (``device``: a GPU when there is one); what depends on the real images only
+  (the held-out embedding, TRTR) is computed once per process.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from client.data import SiteData
+from client.dp_training import resolve_device
 from medgan_models.config import RunConfig
 from medgan_models.metrics import (
     FeatureStats,
@@ -70,36 +74,45 @@ def real_statistics_record(data: SiteData, config: RunConfig, seed: int
 def evaluate_generator(weights: dict[str, torch.Tensor], config: RunConfig, train: SiteData,
                        holdout: SiteData, seed: int, site_code: int | None = None
                        ) -> dict[str, float]:
-    """PRDC against the held-out images and TSTR/TRTR accuracies (empty if no holdout).
-    A site-conditional generator is asked for this site's images (``site_code``)."""
+    """PRDC against the held-out images and TSTR/TRTR accuracies (empty if no holdout), on
+    ``config.device``. A site-conditional generator is asked for this site's images
+    (``site_code``)."""
     if len(holdout) <= PRDC_K:
         return {}
+    device = resolve_device(config.device)
     generator = generator_from_state(weights, config)
     rng = np.random.default_rng(seed)
     labels = rng.choice(holdout.labels, size=config.eval_samples)  # the site's class mix
     sites = (torch.full((config.eval_samples,), site_code) if site_code is not None else None)
     fake = sample_images(generator, torch.from_numpy(labels) if config.conditional else None,
-                         config.eval_samples, seed=seed, sites=sites).numpy()
-    scores = prdc(random_features(holdout.images), random_features(fake), k=PRDC_K)
+                         config.eval_samples, seed=seed, device=device, sites=sites).numpy()
+    reference = _once(("holdout-features", str(device)), (holdout,),
+                      lambda: random_features(holdout.images, device))
+    scores = prdc(reference, random_features(fake, device), k=PRDC_K)
     metrics = {k: float(v) for k, v in scores.items()}
     metrics["eval-examples"] = len(holdout)
     if config.conditional and config.tstr_steps > 0 and len(np.unique(holdout.labels)) > 1:
         synthetic = train_classifier(fake, labels, config.num_classes, config.tstr_steps,
-                                     seed=seed)
+                                     seed=seed, device=device)
         metrics["tstr-accuracy"] = accuracy(synthetic, holdout.images, holdout.labels)
-        metrics["trtr-accuracy"] = _trtr(train, holdout, config.num_classes, config.tstr_steps,
-                                         config.seed)
+        # the reference: seeded by the run's seed, not the round's (the same every round)
+        metrics["trtr-accuracy"] = _once(
+            ("trtr", config.num_classes, config.tstr_steps, config.seed, str(device)),
+            (train, holdout),
+            lambda: accuracy(train_classifier(train.images, train.labels, config.num_classes,
+                                              config.tstr_steps, seed=config.seed,
+                                              device=device),
+                             holdout.images, holdout.labels))
     return metrics
 
 
-def _trtr(train: SiteData, holdout: SiteData, num_classes: int, steps: int, seed: int) -> float:
-    """Train-real-test-real accuracy: the reference, so seeded by the run's seed, not the
-    round's (the same every round: computed once per process)."""
-    key = (id(train), id(holdout), num_classes, steps, seed)
-    if key not in _TRTR_CACHE:
-        model = train_classifier(train.images, train.labels, num_classes, steps, seed=seed)
-        _TRTR_CACHE[key] = accuracy(model, holdout.images, holdout.labels)
-    return _TRTR_CACHE[key]
+def _once(key: tuple, data: tuple[SiteData, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()``, once per process for ``key`` and these very data sets (rounds reuse
+    the value; the cache holds the data sets, so their ids cannot be reused meanwhile)."""
+    full_key = (*key, *(id(d) for d in data))
+    if full_key not in _REAL_CACHE:
+        _REAL_CACHE[full_key] = (data, compute())
+    return _REAL_CACHE[full_key][1]
 
 
-_TRTR_CACHE: dict[tuple, float] = {}
+_REAL_CACHE: dict[tuple, tuple[tuple[SiteData, ...], Any]] = {}

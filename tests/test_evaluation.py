@@ -6,7 +6,7 @@ import torch
 
 from client.data import SiteData
 from client.holdout import split_holdout
-from client.site_evaluation import _TRTR_CACHE, evaluate_generator, real_statistics
+from client.site_evaluation import _REAL_CACHE, evaluate_generator, real_statistics
 from medgan_models.config import RunConfig
 from medgan_models.metrics import feature_stats, pool_stats
 from medgan_models.networks import build_models
@@ -62,9 +62,39 @@ def test_site_evaluation_gives_all_site_metrics():
     assert all(0 <= metrics[k] <= 1 for k in ("precision", "recall", "coverage"))
     assert evaluate_generator(weights, config, train, split_holdout(site(), 0.0, 0)[1], 1) == {}
     # the real-data reference is the same in every round (another round seed), not redrawn
-    _TRTR_CACHE.clear()
+    _REAL_CACHE.clear()
     again = evaluate_generator(weights, config, train, holdout, seed=2)
     assert again["trtr-accuracy"] == metrics["trtr-accuracy"]
+
+
+def test_site_evaluation_runs_on_the_run_device_and_embeds_the_holdout_once(monkeypatch):
+    import client.site_evaluation as site_evaluation
+
+    config = RunConfig(image_size=16, base_channels=8, latent_dim=8, eval_samples=30,
+                       tstr_steps=5, device="cpu")
+    torch.manual_seed(0)
+    weights = pair_state(*build_models(config))
+    train, holdout = split_holdout(site(seed=4), 0.3, 0)
+    asked, embedded, trained = [], [], []
+    monkeypatch.setattr(site_evaluation, "resolve_device",
+                        lambda name: asked.append(name) or torch.device("cpu"))
+    real_features, real_train = site_evaluation.random_features, site_evaluation.train_classifier
+    monkeypatch.setattr(site_evaluation, "random_features", lambda images, device: (
+        embedded.append((len(images), device)) or real_features(images, device)))
+    monkeypatch.setattr(site_evaluation, "train_classifier", lambda *a, device, **k: (
+        trained.append(device) or real_train(*a, device=device, **k)))
+    _REAL_CACHE.clear()
+    first = evaluate_generator(weights, config, train, holdout, seed=1)
+    second = evaluate_generator(weights, config, train, holdout, seed=2)
+    assert asked == ["cpu", "cpu"]
+    # every model and embedding on the resolved device: TSTR twice, TRTR once
+    cpu = torch.device("cpu")
+    assert {d for _, d in embedded} == {cpu} and trained == [cpu] * 3
+    # the held-out images are embedded in the first round only; the fakes in every round
+    assert [n for n, _ in embedded] == [len(holdout), 30, 30]
+    assert first["trtr-accuracy"] == second["trtr-accuracy"]
+    _REAL_CACHE.clear()  # computed afresh, the same figures
+    assert evaluate_generator(weights, config, train, holdout, seed=2) == second
 
 
 def test_site_metrics_are_weighted_by_holdout_size():

@@ -37,10 +37,11 @@ def _network(channels: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@lru_cache(maxsize=4)
-def random_embedding_network(channels: int) -> nn.Sequential:
+@lru_cache(maxsize=8)
+def random_embedding_network(channels: int, device: str = "cpu") -> nn.Sequential:
     """The embedding network for ``channels``-channel images: He-initialised from
-    :data:`EMBEDDING_SEED` (the same weights on every machine), in eval mode, no gradients."""
+    :data:`EMBEDDING_SEED` on the CPU (the same weights on every machine), then moved to
+    ``device``; in eval mode, no gradients."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(EMBEDDING_SEED)
         net = _network(channels)
@@ -48,21 +49,25 @@ def random_embedding_network(channels: int) -> nn.Sequential:
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
-    return net.eval().requires_grad_(False)
+    return net.eval().requires_grad_(False).to(device)
 
 
 @torch.no_grad()
-def random_features(images: np.ndarray | torch.Tensor) -> np.ndarray:
-    """(N, D) float64 features of (N, C, H, W) images in [-1, 1] (D = 128 * 4 * 4)."""
+def random_features(images: np.ndarray | torch.Tensor,
+                    device: torch.device | str = "cpu") -> np.ndarray:
+    """(N, D) float64 features of (N, C, H, W) images in [-1, 1] (D = 128 * 4 * 4), computed
+    on ``device`` (on a GPU in full float32: no TF32, so that figures match the CPU's)."""
     x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
-    net = random_embedding_network(int(x.shape[1]))
+    device = torch.device(device)
+    net = random_embedding_network(int(x.shape[1]), str(device))
     out = []
-    for start in range(0, x.shape[0], BATCH):
-        batch = x[start:start + BATCH]
-        if batch.shape[-1] != EMBEDDING_SIZE or batch.shape[-2] != EMBEDDING_SIZE:
-            batch = F.interpolate(batch, size=(EMBEDDING_SIZE, EMBEDDING_SIZE),
-                                  mode="bilinear", antialias=True, align_corners=False)
-        out.append(net(batch).double())
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+        for start in range(0, x.shape[0], BATCH):
+            batch = x[start:start + BATCH].to(device)
+            if batch.shape[-1] != EMBEDDING_SIZE or batch.shape[-2] != EMBEDDING_SIZE:
+                batch = F.interpolate(batch, size=(EMBEDDING_SIZE, EMBEDDING_SIZE),
+                                      mode="bilinear", antialias=True, align_corners=False)
+            out.append(net(batch).double().cpu())
     return torch.cat(out).numpy() if out else np.empty((0, WIDTHS[-1] * 16))

@@ -49,10 +49,12 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int,
         model = SmallClassifier(x.shape[1], num_classes).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = np.random.default_rng(seed)
+    x, y = x.to(device), y.to(device)  # small images: the whole set moves once
     model.train()
     for _ in range(steps):
-        index = torch.as_tensor(order.integers(0, x.shape[0], size=min(batch_size, x.shape[0])))
-        loss = nn.functional.cross_entropy(model(x[index].to(device)), y[index].to(device))
+        index = torch.as_tensor(order.integers(0, x.shape[0], size=min(batch_size, x.shape[0])),
+                                device=x.device)
+        loss = nn.functional.cross_entropy(model(x[index]), y[index])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
