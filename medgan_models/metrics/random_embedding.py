@@ -41,7 +41,8 @@ def _network(channels: int) -> nn.Sequential:
 def random_embedding_network(channels: int, device: str = "cpu") -> nn.Sequential:
     """The embedding network for ``channels``-channel images: He-initialised from
     :data:`EMBEDDING_SEED` on the CPU (the same weights on every machine), then moved to
-    ``device``; in eval mode, no gradients."""
+    ``device`` (in float64 on CUDA, whose float32 convolutions may use TF32: figures would
+    then differ from the CPU's); in eval mode, no gradients."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(EMBEDDING_SEED)
         net = _network(channels)
@@ -49,25 +50,26 @@ def random_embedding_network(channels: int, device: str = "cpu") -> nn.Sequentia
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
-    return net.eval().requires_grad_(False).to(device)
+    dtype = torch.float64 if torch.device(device).type == "cuda" else torch.float32
+    return net.eval().requires_grad_(False).to(device=device, dtype=dtype)
 
 
 @torch.no_grad()
 def random_features(images: np.ndarray | torch.Tensor,
                     device: torch.device | str = "cpu") -> np.ndarray:
     """(N, D) float64 features of (N, C, H, W) images in [-1, 1] (D = 128 * 4 * 4), computed
-    on ``device`` (on a GPU in full float32: no TF32, so that figures match the CPU's)."""
+    on ``device``."""
     x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
     device = torch.device(device)
     net = random_embedding_network(int(x.shape[1]), str(device))
+    dtype = next(net.parameters()).dtype
     out = []
-    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
-        for start in range(0, x.shape[0], BATCH):
-            batch = x[start:start + BATCH].to(device)
-            if batch.shape[-1] != EMBEDDING_SIZE or batch.shape[-2] != EMBEDDING_SIZE:
-                batch = F.interpolate(batch, size=(EMBEDDING_SIZE, EMBEDDING_SIZE),
-                                      mode="bilinear", antialias=True, align_corners=False)
-            out.append(net(batch).double().cpu())
+    for start in range(0, x.shape[0], BATCH):
+        batch = x[start:start + BATCH].to(device)
+        if batch.shape[-1] != EMBEDDING_SIZE or batch.shape[-2] != EMBEDDING_SIZE:
+            batch = F.interpolate(batch, size=(EMBEDDING_SIZE, EMBEDDING_SIZE),
+                                  mode="bilinear", antialias=True, align_corners=False)
+        out.append(net(batch.to(dtype)).double().cpu())
     return torch.cat(out).numpy() if out else np.empty((0, WIDTHS[-1] * 16))
