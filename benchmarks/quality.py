@@ -53,6 +53,7 @@ METRICS = ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
            "trtr_accuracy", "tstr_over_trtr")
 # what each run reports beside its metrics: the table's columns, averaged over seeds
 COLUMNS = ("rounds", "seconds", "epsilon_max", *METRICS)
+NO_PRIVACY_EPSILON = 1e6  # an epsilon above this is a run without privacy noise
 ROUND_OVERHEAD = 1.3  # evaluation, start-up and framework time on top of training (measured)
 ROUND_FIXED_S = 1.0  # each round's messages, aggregation and checkpoint (what a GPU round is)
 # sites sharing one GPU at once: each takes the share simulation/simulate.py asks Ray for
@@ -246,21 +247,33 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _cell(column: str, value: Any) -> str:
+    """One table cell; the epsilon of a run without privacy noise reads "none" (its
+    accountant's figure, kept in the JSON, is astronomically large)."""
+    if column == "epsilon_max" and isinstance(value, float) and value > NO_PRIVACY_EPSILON:
+        return f"{'none':>15s}"
+    return f"{value:15.3f}" if isinstance(value, float) else f"{value!s:>15s}"
+
+
+def _versus(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """"TSTR/TRTR x vs y, coverage x vs y, recall x vs y" of two runs."""
+    return ", ".join(f"{label} {_number(a.get(key))} vs {_number(b.get(key))}" for label, key in
+                     (("TSTR/TRTR", "tstr_over_trtr"), ("coverage", "coverage"),
+                      ("recall", "recall")))
+
+
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     """The metrics of each run side by side, then what privacy and federation cost."""
     print(f"{'':16s}" + "".join(f"{c[:14]:>15s}" for c in COLUMNS))
     for name, row in results.items():
-        print(f"{name:16s}" + "".join(
-            f"{row[c]:15.3f}" if isinstance(row[c], float) else f"{row[c]!s:>15s}"
-            for c in COLUMNS))
+        print(f"{name:16s}" + "".join(_cell(c, row[c]) for c in COLUMNS))
     fed, central, open_, central_open, fed_iid = (results.get(k, {}) for k in (
         "federated_dp", "centralized_dp", "nonprivate", "centralized_nonprivate",
         "federated_dp_iid"))
     print(f"cost of privacy: FRD {_ratio(fed.get('frd'), open_.get('frd'))} "
-          f"(federated DP / non-private), TSTR/TRTR {_number(fed.get('tstr_over_trtr'))} vs "
-          f"{_number(open_.get('tstr_over_trtr'))}")
+          f"(federated DP / non-private), {_versus(fed, open_)}")
     print(f"cost of federation: FRD {_ratio(fed.get('frd'), central.get('frd'))} "
-          f"(federated DP / centralized DP)")
+          f"(federated DP / centralized DP), {_versus(fed, central)}")
     if central_open:
         print(f"cost of privacy, centralized: FRD "
               f"{_ratio(central.get('frd'), central_open.get('frd'))} (centralized DP / "

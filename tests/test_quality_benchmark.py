@@ -58,7 +58,14 @@ def test_table_prints_every_setting_and_the_costs(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in quality.SETTINGS)
     assert "cost of privacy: FRD 4.00x" in out and "cost of federation: FRD 4.00x" in out
-    assert "TSTR/TRTR 0.50 vs 0.50" in out
+    assert "TSTR/TRTR 0.50 vs 0.50, coverage 0.50 vs 0.50, recall 0.50 vs 0.50" in out
+    assert " none" not in out  # every run here is private
+    results["nonprivate"].update(epsilon_max=1.08e9, coverage=0.4)
+    quality.print_table(results)
+    out = capsys.readouterr().out
+    assert [line.split()[3] for line in out.splitlines() if line.startswith("nonprivate ")] == [
+        "none"]
+    assert "(federated DP / non-private), TSTR/TRTR 0.50 vs 0.50, coverage 0.50 vs 0.40" in out
 
 
 def test_the_centralized_run_gets_exactly_the_federated_sites_images(tmp_path):
