@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64, 128)
-LOSSES = ("minimax", "wasserstein")
+LOSSES = ("minimax", "hinge", "wasserstein")
 DIFF_AUGMENTATIONS = ("translation", "cutout")  # diff-augment: comma-separated, any order
 ACCOUNTANTS = ("prv", "rdp")
 # Opacus per-sample gradient modes medgan-fl's DP step supports: "hooks" and "functorch"

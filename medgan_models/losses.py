@@ -1,4 +1,4 @@
-"""GAN losses: non-saturating minimax and Wasserstein (with weight clipping).
+"""GAN losses: non-saturating minimax, hinge, and Wasserstein (with weight clipping).
 
 Discriminator losses are returned *per sample* so that the DP step can average them over a
 concatenated real + fake batch and Opacus can clip each sample's gradient on its own.
@@ -45,6 +45,22 @@ class MinimaxLoss(GanLoss):
         return F.softplus(-fake_scores).mean()
 
 
+class HingeLoss(GanLoss):
+    """The hinge loss (Lim & Ye, 2017; Miyato et al., 2018, SNGAN; BigGAN): the discriminator
+    is penalised only for images on the wrong side of a margin of 1, so a sample it already
+    scores confidently has a zero gradient (under DP: a zero clipped term, leaving the clipping
+    budget to the samples it still gets wrong); the generator raises its images' scores."""
+
+    def discriminator_real(self, scores: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 - scores)
+
+    def discriminator_fake(self, scores: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 + scores)
+
+    def generator(self, fake_scores: torch.Tensor) -> torch.Tensor:
+        return -fake_scores.mean()
+
+
 class WassersteinLoss(GanLoss):
     """WGAN (Arjovsky et al., 2017) with weight clipping as the Lipschitz constraint.
 
@@ -71,12 +87,14 @@ class WassersteinLoss(GanLoss):
 
 
 def make_loss(name: str, wgan_clip: float = 0.01) -> GanLoss:
-    """The loss called ``name`` ('minimax' or 'wasserstein')."""
+    """The loss called ``name`` ('minimax', 'hinge' or 'wasserstein')."""
     if name == "minimax":
         return MinimaxLoss()
+    if name == "hinge":
+        return HingeLoss()
     if name == "wasserstein":
         return WassersteinLoss(wgan_clip)
-    raise ValueError(f"unknown loss '{name}': use 'minimax' or 'wasserstein'")
+    raise ValueError(f"unknown loss '{name}': use 'minimax', 'hinge' or 'wasserstein'")
 
 
 def mode_seeking_penalty(images: torch.Tensor, codes: torch.Tensor, eps: float = 1e-5

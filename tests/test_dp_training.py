@@ -36,7 +36,7 @@ def config(**kw):
     return RunConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("loss", ["minimax", "wasserstein"])
+@pytest.mark.parametrize("loss", ["minimax", "hinge", "wasserstein"])
 @pytest.mark.parametrize("augment,mode", [(False, "hooks"), (True, "functorch"), (False, "ghost")])
 def test_both_models_learn_and_steps_are_counted(loss, augment, mode):
     cfg = config(loss=loss, augment=augment, grad_sample_mode=mode)
@@ -125,7 +125,7 @@ def reference_clipped_mean(discriminator, criterion, images, labels, n_real, max
 
 
 @pytest.mark.parametrize("loss,auxiliary", [("minimax", 0.0), ("wasserstein", 0.0),
-                                            ("minimax", 1.0)])
+                                            ("minimax", 1.0), ("hinge", 1.0)])
 @pytest.mark.parametrize("max_grad_norm", [1e-3, 1.0])
 def test_every_mode_clips_each_sample_and_matches_the_hand_computed_gradient(loss, auxiliary,
                                                                             max_grad_norm):

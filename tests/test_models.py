@@ -8,7 +8,7 @@ import torch
 from opacus.validators import ModuleValidator
 
 from medgan_models.config import ConfigError, RunConfig
-from medgan_models.losses import MinimaxLoss, WassersteinLoss, make_loss
+from medgan_models.losses import HingeLoss, MinimaxLoss, WassersteinLoss, make_loss
 from medgan_models.networks import Discriminator, Generator, build_models
 from medgan_models.weights import load_pair_state, pair_state
 
@@ -78,6 +78,15 @@ def test_losses_are_per_sample_and_point_the_right_way():
     assert loss.generator(good) < loss.generator(bad)
     wasserstein = WassersteinLoss()
     assert wasserstein.discriminator_real(good) < wasserstein.discriminator_real(bad)
+    hinge = HingeLoss()
+    assert hinge.discriminator_real(bad) > hinge.discriminator_real(torch.tensor([0.5])) > 0
+    assert hinge.discriminator_fake(bad) == 0 < hinge.discriminator_fake(good)
+    assert hinge.generator(good) < hinge.generator(bad)
+    # beyond the margin, a sample gives the discriminator no gradient
+    scores = torch.tensor([2.0, 0.5], requires_grad=True)
+    hinge.discriminator_real(scores).sum().backward()
+    assert scores.grad.tolist() == [0.0, -1.0]
+    assert isinstance(make_loss("hinge"), HingeLoss)
 
 
 def test_wasserstein_clips_discriminator_weights():
@@ -110,7 +119,7 @@ def test_unknown_config_key_suggests_the_closest():
 
 @pytest.mark.parametrize("key,value,match", [
     ("image-size", 20, "image-size 20 is not supported"),
-    ("loss", "hinge", "loss must be one of"),
+    ("loss", "softplus", "loss must be one of"),
     ("delta", 2.0, "delta must be in"),
     ("num-rounds", "many", "expects int"),
     ("generator-upsampling", "bilinear", "generator-upsampling must be one of"),
