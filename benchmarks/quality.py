@@ -45,15 +45,12 @@ from client.dp_training import LocalTrainer, resolve_device  # noqa: E402
 from client.embedding_release import make_release  # noqa: E402
 from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 from medgan_models.networks import build_models  # noqa: E402
+from benchmarks.quality_results import (COLUMNS, METRICS, combine_seeds,  # noqa: E402
+                                        combined, report)
 from simulation.interrupts import run_forwarding_ctrl_c  # noqa: E402
 from simulation.simulate import (available_memory, backend_config,  # noqa: E402
                                  sites_at_once)
 
-METRICS = ("frd", "precision", "recall", "density", "coverage", "tstr_accuracy",
-           "trtr_accuracy", "tstr_over_trtr")
-# what each run reports beside its metrics: the table's columns, averaged over seeds
-COLUMNS = ("rounds", "seconds", "epsilon_max", *METRICS)
-NO_PRIVACY_EPSILON = 1e6  # an epsilon above this is a run without privacy noise
 ROUND_OVERHEAD = 1.3  # evaluation, start-up and framework time on top of training (measured)
 ROUND_FIXED_S = 1.0  # each round's messages, aggregation and checkpoint (what a GPU round is)
 # sites sharing one GPU at once: each takes the share simulation/simulate.py asks Ray for
@@ -194,23 +191,6 @@ def missed_rounds(run_dir: Path) -> tuple[int, str]:
     return missed, first
 
 
-def combine_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One setting's runs over several seeds: each metric's mean, its standard deviation under
-    ``spread`` (when there are two or more), and the runs themselves under ``per_seed``."""
-    if len(rows) == 1:
-        return rows[0]
-    combined: dict[str, Any] = {"run": ", ".join(r["run"] for r in rows),
-                                "samples": ", ".join(r["samples"] for r in rows),
-                                "spread": {}, "per_seed": rows}
-    for key in COLUMNS:
-        values = [r[key] for r in rows if r.get(key) is not None]
-        combined[key] = float(np.mean(values)) if values else None
-        if len(values) > 1:
-            combined["spread"][key] = float(np.std(values, ddof=1))
-    combined["missed_rounds"] = sum(r.get("missed_rounds", 0) for r in rows)
-    return combined
-
-
 def load_results(paths: list[Path]) -> dict[str, dict[str, Any]]:
     """Earlier ``--json`` files (one per seed, say, run side by side or on other machines) as
     one result per setting: each setting's runs from every file, combined by
@@ -237,61 +217,6 @@ def load_results(paths: list[Path]) -> dict[str, dict[str, Any]]:
                 seen[row["run"]] = path
                 runs.setdefault(name, []).append(row)
     return {name: combine_seeds(runs[name]) for name in SETTINGS if name in runs}
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a and b else "n/a"
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def _cell(column: str, value: Any) -> str:
-    """One table cell; the epsilon of a run without privacy noise reads "none" (its
-    accountant's figure, kept in the JSON, is astronomically large)."""
-    if column == "epsilon_max" and isinstance(value, float) and value > NO_PRIVACY_EPSILON:
-        return f"{'none':>15s}"
-    return f"{value:15.3f}" if isinstance(value, float) else f"{value!s:>15s}"
-
-
-def _versus(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """"TSTR/TRTR x vs y, coverage x vs y, recall x vs y" of two runs."""
-    return ", ".join(f"{label} {_number(a.get(key))} vs {_number(b.get(key))}" for label, key in
-                     (("TSTR/TRTR", "tstr_over_trtr"), ("coverage", "coverage"),
-                      ("recall", "recall")))
-
-
-def print_table(results: dict[str, dict[str, Any]]) -> None:
-    """The metrics of each run side by side, then what privacy and federation cost."""
-    print(f"{'':16s}" + "".join(f"{c[:14]:>15s}" for c in COLUMNS))
-    for name, row in results.items():
-        print(f"{name:16s}" + "".join(_cell(c, row[c]) for c in COLUMNS))
-    fed, central, open_, central_open, fed_iid = (results.get(k, {}) for k in (
-        "federated_dp", "centralized_dp", "nonprivate", "centralized_nonprivate",
-        "federated_dp_iid"))
-    print(f"cost of privacy: FRD {_ratio(fed.get('frd'), open_.get('frd'))} "
-          f"(federated DP / non-private), {_versus(fed, open_)}")
-    print(f"cost of federation: FRD {_ratio(fed.get('frd'), central.get('frd'))} "
-          f"(federated DP / centralized DP), {_versus(fed, central)}")
-    if central_open:
-        print(f"cost of privacy, centralized: FRD "
-              f"{_ratio(central.get('frd'), central_open.get('frd'))} (centralized DP / "
-              f"centralized non-private), coverage {_number(central.get('coverage'))} vs "
-              f"{_number(central_open.get('coverage'))}")
-    if fed_iid:
-        print(f"cost of the sites' differences: FRD {_ratio(fed.get('frd'), fed_iid.get('frd'))} "
-              f"(federated DP / the same federation with IID sites), coverage "
-              f"{_number(fed.get('coverage'))} vs {_number(fed_iid.get('coverage'))}")
-    for name, row in results.items():
-        if row.get("spread"):
-            print(f"{name}: over {len(row['per_seed'])} seeds, standard deviation " + ", ".join(
-                f"{k} {row['spread'][k]:.3f}" for k in METRICS if k in row["spread"]))
-    for name, row in results.items():
-        print(f"{name}: run folder {row['run']}, sample grid {row['samples']}")
-        if row.get("missed_rounds"):
-            print(f"WARNING: {name}: {row['missed_rounds']} rounds went without every site "
-                  "(see its metrics.jsonl, 'rejected' and 'absent'): not the benchmark's figures")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,20 +310,6 @@ def main(argv: list[str] | None = None) -> int:
                     report(combined(runs), args.json)
                 return 130
     return report(combined(runs), args.json)
-
-
-def combined(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Each setting that ran, its runs over the seeds combined (:func:`combine_seeds`)."""
-    return {name: combine_seeds(rows) for name, rows in runs.items() if rows}
-
-
-def report(results: dict[str, dict[str, Any]], json_out: Path | None) -> int:
-    """Print the table and write ``json_out`` (where given)."""
-    print_table(results)
-    if json_out:
-        json_out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"written to {json_out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks import quality  # noqa: E402
+from benchmarks import quality, quality_results  # noqa: E402
 from client.data.sources import load_site_dataset  # noqa: E402
 from medgan_models.config import ConfigError, RunConfig  # noqa: E402
 
@@ -54,14 +54,14 @@ def test_table_prints_every_setting_and_the_costs(capsys):
            **{k: 0.5 for k in quality.METRICS}}
     results = {name: dict(row) for name in quality.SETTINGS}
     results["federated_dp"]["frd"] = 2.0
-    quality.print_table(results)
+    quality_results.print_table(results)
     out = capsys.readouterr().out
     assert all(name in out for name in quality.SETTINGS)
     assert "cost of privacy: FRD 4.00x" in out and "cost of federation: FRD 4.00x" in out
     assert "TSTR/TRTR 0.50 vs 0.50, coverage 0.50 vs 0.50, recall 0.50 vs 0.50" in out
     assert " none" not in out  # every run here is private
     results["nonprivate"].update(epsilon_max=1.08e9, coverage=0.4)
-    quality.print_table(results)
+    quality_results.print_table(results)
     out = capsys.readouterr().out
     assert [line.split()[3] for line in out.splitlines() if line.startswith("nonprivate ")] == [
         "none"]
@@ -83,11 +83,11 @@ def test_several_seeds_give_the_mean_and_spread_of_each_metric(capsys):
     rows = [{"rounds": 3, "seconds": 10.0 + i, "epsilon_max": 10.0, "run": f"r{i}",
              "samples": f"s{i}.png", **{k: 0.5 for k in quality.METRICS}, "frd": frd}
             for i, frd in enumerate((30.0, 50.0, 40.0))]
-    combined = quality.combine_seeds(rows)
+    combined = quality_results.combine_seeds(rows)
     assert combined["frd"] == 40.0 and combined["spread"]["frd"] == 10.0
     assert combined["spread"]["coverage"] == 0.0 and combined["per_seed"] == rows
-    assert quality.combine_seeds(rows[:1]) is rows[0]  # one seed: the run itself
-    quality.print_table({name: combined for name in quality.SETTINGS})
+    assert quality_results.combine_seeds(rows[:1]) is rows[0]  # one seed: the run itself
+    quality_results.print_table({name: combined for name in quality.SETTINGS})
     out = capsys.readouterr().out
     assert "over 3 seeds, standard deviation frd 10.000" in out
 
@@ -187,7 +187,7 @@ def test_a_run_that_lost_a_site_or_stopped_early_is_flagged(tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "WARNING: federated_dp ran 4 of 6 rounds, 2 of them without every site" in out
     assert "node 7: Flower error: OutOfMemoryError" in out
-    quality.print_table({"federated_dp": quality.combine_seeds([row, {**row, "run": "b"}])})
+    quality_results.print_table({"federated_dp": quality_results.combine_seeds([row, {**row, "run": "b"}])})
     assert "federated_dp: 4 rounds went without every site" in capsys.readouterr().out
     monkeypatch.setattr(quality, "run_forwarding_ctrl_c", lambda command, cwd: write_run(
         Path(command[command.index("--out") + 1]), rounds=6))
@@ -265,7 +265,7 @@ def test_combine_merges_seeds_run_apart_into_one_table(tmp_path, capsys):
     rows = [json.loads(write_result(tmp_path / f"x{seed}.json", f"runs/seed-{seed}",
                                     coverage=0.3).read_text())["federated_dp"]
             for seed in (2, 3)]
-    both = {"federated_dp": quality.combine_seeds(rows)}
+    both = {"federated_dp": quality_results.combine_seeds(rows)}
     (tmp_path / "s23.json").write_text(json.dumps(both))
     out = tmp_path / "all.json"
     assert quality.main(["--combine", str(seed0), str(seed1), str(tmp_path / "s23.json"),
