@@ -47,7 +47,7 @@ class RunConfig:
     image_size: int = 32
     channels: int = 1
     num_classes: int = 2
-    loss: str = "minimax"
+    loss: str = "hinge"
     local_steps: int = 10  # DP discriminator steps per round
     discriminator_steps: int = 1  # discriminator steps per generator step
     generator_steps: int = 1  # generator steps each time (free: they see no real image)
