@@ -93,10 +93,12 @@ def write_pooled_sites(path: Path, image_size: int = 32,
     return len(labels)
 
 
-def step_seconds(config: RunConfig, steps: int = 8,
-                 device: torch.device = torch.device("cpu")) -> float:
-    """Median seconds of one local training step (DP discriminator step + generator step) with
-    ``config`` on ``device``; on CPU on one thread: each simulated site gets one core."""
+def step_seconds(config: RunConfig, steps: int = 8, device: torch.device = torch.device("cpu"),
+                 blocks: int = 3) -> float:
+    """Seconds of one local training step (DP discriminator step + generator step) with
+    ``config`` on ``device``; on CPU on one thread: each simulated site gets one core. The
+    fastest of ``blocks`` medians of ``steps`` steps: a machine busy for a few seconds when
+    the benchmark starts (just booted, or just installed) would otherwise shrink every plan."""
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)
@@ -108,14 +110,17 @@ def step_seconds(config: RunConfig, steps: int = 8,
                                device, seed=0,
                                embedding=make_release(config, data))
         trainer.step()  # warm-up
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            trainer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        medians = []
+        for _ in range(blocks):
+            times = []
+            for _ in range(steps):
+                start = time.perf_counter()
+                trainer.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - start)
+            medians.append(statistics.median(times))
+        return min(medians)
     finally:
         torch.set_num_threads(threads)
 

@@ -3,6 +3,7 @@ are `medgan simulate`, tested elsewhere)."""
 
 import json
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -47,6 +48,24 @@ def test_step_time_is_measured_on_a_real_training_step():
     config = RunConfig(image_size=16, base_channels=8, latent_dim=8, batch_size=8)
     seconds = quality.step_seconds(config, steps=2)
     assert 0 < seconds < 10
+
+
+def test_step_time_is_the_fastest_block_so_a_busy_start_does_not_shrink_the_plan(monkeypatch):
+    class SlowAtFirst:  # a machine busy for the warm-up and the first block of steps
+        calls = 0
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def step(self):
+            SlowAtFirst.calls += 1
+            time.sleep(0.05 if SlowAtFirst.calls <= 3 else 0.001)
+
+    monkeypatch.setattr(quality, "LocalTrainer", SlowAtFirst)
+    config = RunConfig(image_size=16, base_channels=8, latent_dim=8, batch_size=8)
+    seconds = quality.step_seconds(config, steps=2, blocks=3)
+    assert SlowAtFirst.calls == 1 + 2 * 3
+    assert seconds < 0.02
 
 
 def test_table_prints_every_setting_and_the_costs(capsys):
