@@ -1,5 +1,7 @@
 """The privacy audit: accountant cross-check, ROC figures, canaries, attacks, ``medgan audit``."""
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -173,9 +175,18 @@ def private_run(tmp_path_factory):
     return out
 
 
-def test_medgan_audit_writes_the_report(private_run, capsys):
-    assert main(["audit", "--run", str(private_run), "--samples-per-class", "200"]) == 0
-    printed = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def audited_run(private_run):
+    """The private run after one `medgan audit`, and what it printed (each test that reads the
+    audit's files gets them, whatever runs first)."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["audit", "--run", str(private_run), "--samples-per-class", "200"]) == 0
+    return private_run, printed.getvalue()
+
+
+def test_medgan_audit_writes_the_report(audited_run):
+    private_run, printed = audited_run
     assert "empirical epsilon lower bound" in printed
     result = json.loads((private_run / "audit.json").read_text())
     for key in ("epsilon", "epsilon_crosscheck", "delta", "attacks", "epsilon_lower_bound"):
@@ -207,13 +218,14 @@ def test_audit_without_a_ledger_names_the_missing_file(private_run, tmp_path, ca
     assert "site-0" in error and "privacy_ledger.json" in error
 
 
-def test_report_shouts_when_an_attack_beats_the_guarantee(private_run):
-    result = json.loads((private_run / "audit.json").read_text())
+def test_report_shouts_when_an_attack_beats_the_guarantee(audited_run):
+    result = json.loads((audited_run[0] / "audit.json").read_text())
     result.update(epsilon_lower_bound=result["epsilon"] + 1, red_flag=True)
     assert "RED FLAG" in report_markdown(result, RunConfig())
 
 
-def test_report_lists_one_off_releases(private_run):
+def test_report_lists_one_off_releases(audited_run):
+    private_run = audited_run[0]
     result = json.loads((private_run / "audit.json").read_text())
     # mean-embedding is on by default: each site's one release, in its first round
     assert all(s["releases"] == [{"mechanism": "mean-embedding", "round": 1,
