@@ -63,7 +63,7 @@ class RunConfig:
     batch_size: int = 64
     learning_rate_generator: float = 2e-4
     learning_rate_discriminator: float = 2e-4
-    discriminator_beta1: float = 0.5  # Adam beta1 of the private discriminator (minimax loss)
+    discriminator_beta1: float = 0.5  # Adam beta1 of the private discriminator
     latent_dim: int = 64
     base_channels: int = 32
     discriminator_channels: int = 0  # discriminator's base width (0 = base-channels)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from client.data import DataError
-from medgan_models.config import ConfigError, RunConfig
+from medgan_models.config import LOSSES, ConfigError, RunConfig
 from server.checkpoint import latest_checkpoint, load_checkpoint
 from server.run_records import read_summary
 
@@ -47,7 +47,7 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder (default runs/run-<time>)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--loss", choices=["minimax", "hinge", "wasserstein"])
+    p.add_argument("--loss", choices=LOSSES)
     p.add_argument("--local-steps", type=int, help="DP discriminator steps per site per round")
     p.add_argument("--batch-size", type=int, help="expected Poisson batch size")
     p.add_argument("--num-classes", type=int, help="classes for conditioning (0/1: none)")

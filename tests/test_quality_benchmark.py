@@ -206,7 +206,8 @@ def test_a_run_that_lost_a_site_or_stopped_early_is_flagged(tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "WARNING: federated_dp ran 4 of 6 rounds, 2 of them without every site" in out
     assert "node 7: Flower error: OutOfMemoryError" in out
-    quality_results.print_table({"federated_dp": quality_results.combine_seeds([row, {**row, "run": "b"}])})
+    two_seeds = quality_results.combine_seeds([row, {**row, "run": "b"}])
+    quality_results.print_table({"federated_dp": two_seeds})
     assert "federated_dp: 4 rounds went without every site" in capsys.readouterr().out
     monkeypatch.setattr(quality, "run_forwarding_ctrl_c", lambda command, cwd: write_run(
         Path(command[command.index("--out") + 1]), rounds=6))

@@ -174,8 +174,8 @@ def test_a_benchmarks_ctrl_c_reaches_its_run_once(tmp_path):
     log = tmp_path / "log"
     assert run_forwarding_ctrl_c([sys.executable, "-c", CHILD, str(log), "0"], tmp_path) == 3
     log.unlink()
-    # Python's own Ctrl-C behaviour, as in a benchmark's process, whatever an earlier test in
-    # this worker left installed
+    # Python's own Ctrl-C behaviour, as in a benchmark's process, whatever this process
+    # inherited (a detached shell starts it with SIGINT ignored) or an earlier test installed
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     while_waiting = threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGINT))
     while_waiting.start()
