@@ -68,6 +68,9 @@ class RunConfig:
     base_channels: int = 32
     discriminator_channels: int = 0  # discriminator's base width (0 = base-channels)
     discriminator_frozen_blocks: int = 0  # first D conv blocks kept at their random init
+    # > 0: project D's noised DP gradient onto this many directions per tensor, found from
+    # the fakes' gradients (post-processing, no privacy cost; client/gradient_subspace.py)
+    discriminator_subspace: int = 0
     local_discriminator: bool = True  # each site keeps its own D across rounds (not averaged)
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     generator_noise: bool = False  # per-pixel noise inputs with learned scales (StyleGAN)
@@ -196,6 +199,8 @@ class RunConfig:
              f"discriminator-frozen-blocks must be in [0, {d_blocks}] (the discriminator's "
              f"convolution blocks at {self.image_size} px), got "
              f"{self.discriminator_frozen_blocks}"),
+            (self.discriminator_subspace >= 0,
+             "discriminator-subspace must be >= 0 (0 = off)"),
             (self.discriminator_channels >= 0,
              "discriminator-channels must be >= 0 (0 = base-channels)"),
             (self.min_sites >= 1, "min-sites must be >= 1"),
