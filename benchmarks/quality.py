@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run every setting once per seed (data split and initialisation) "
                              "and report the mean and standard deviation (default: 0)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="run-config keys for every run, e.g. --set site-output-layer=true "
+                        help="run-config keys for every run, e.g. --set site-batchnorm=true "
                              "(a setting's own keys win: nonprivate keeps its noise off)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where the sites train (auto: a GPU where one is found)")

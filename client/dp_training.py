@@ -34,7 +34,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from client import ghost_norms  # noqa: F401  (registers the Conv2d norm sampler for ghost)
 from client.data import SiteData, augment_batch
 from client.ghost_backward import ghost_backward
-from client.gradient_subspace import BASIS_IMAGES, project_gradients, public_basis
 from medgan_models.config import RunConfig
 from medgan_models.diff_augment import diff_augment
 from medgan_models.losses import GanLoss, make_loss, mode_seeking_penalty
@@ -297,11 +296,7 @@ def draw_fakes(generator: Generator, n: int, num_classes: int, config: RunConfig
 def discriminator_step(private_d, d_optimizer, criterion, real, labels, fake, fake_labels,
                        config) -> float:
     """One DP-SGD step on real (Poisson batch, maybe empty) + fixed-size fake images
-    (no gradient reaches the generator). With ``discriminator-subspace`` q > 0 the noised
-    gradient is projected onto q directions found from the fakes alone
-    (:mod:`client.gradient_subspace`: post-processing, no privacy cost)."""
-    basis = _fake_subspace(private_d, fake, fake_labels, config) \
-        if config.discriminator_subspace > 0 else None
+    (no gradient reaches the generator)."""
     images = diff_augment(torch.cat([real, fake]), config.diff_augment)
     ghost = config.grad_sample_mode == "ghost"
     if ghost:  # see client/ghost_backward.py: the norms' pass follows the images' gradient
@@ -316,26 +311,8 @@ def discriminator_step(private_d, d_optimizer, criterion, real, labels, fake, fa
         ghost_backward(d_loss, images)
     else:
         d_loss.backward()
-    if basis is None:
-        d_optimizer.step()
-    elif d_optimizer.pre_step():  # clipped and noised: from here on post-processing
-        project_gradients(basis[0], basis[1])
-        d_optimizer.original_optimizer.step()
+    d_optimizer.step()
     return float(d_loss.detach())
-
-
-def _fake_subspace(private_d, fake, fake_labels, config):
-    """(trainable parameters, their public bases) from the step's fakes, with Opacus' hooks
-    off: no real image and no per-sample bookkeeping is involved."""
-    params = [p for p in private_d.parameters() if p.requires_grad]
-    private_d.disable_hooks()
-    try:
-        labels = fake_labels[:BASIS_IMAGES] if fake_labels is not None else None
-        return params, public_basis(private_d, params, fake[:BASIS_IMAGES], labels,
-                                    config.discriminator_subspace,
-                                    with_classifier=config.auxiliary_classifier > 0)
-    finally:
-        private_d.enable_hooks()
 
 
 def _generator_step(private_d, g_optimizer, d_optimizer, loss, fakes: Fakes, config,

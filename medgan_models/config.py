@@ -68,16 +68,13 @@ class RunConfig:
     base_channels: int = 32
     discriminator_channels: int = 0  # discriminator's base width (0 = base-channels)
     discriminator_frozen_blocks: int = 0  # first D conv blocks kept at their random init
-    # > 0: project D's noised DP gradient onto this many directions per tensor, found from
-    # the fakes' gradients (post-processing, no privacy cost; client/gradient_subspace.py)
-    discriminator_subspace: int = 0
     local_discriminator: bool = True  # each site keeps its own D across rounds (not averaged)
     generator_upsampling: str = "nearest"  # upsample + 3x3 conv, or "transpose" (DCGAN)
     generator_noise: bool = False  # per-pixel noise inputs with learned scales (StyleGAN)
     # > 1: site-conditional generator, one code per site-code; 0 = off; AUTO_SITES ("auto"):
     # one code per site, counted by the server when the run starts
     num_sites: int = AUTO_SITES
-    site_output_layer: bool = False  # with site codes: a last generator block per site
+    site_output_layer: bool = True  # with site codes: a last generator block per site
     site_batchnorm: bool = False  # with site codes: the generator's BatchNorm per site (FedBN)
     class_batchnorm: bool = False  # conditional models: the generator's BatchNorm scale per class
     # Privacy: each site's planned budget over the whole run, and the hard cap it may not pass.
@@ -199,8 +196,6 @@ class RunConfig:
              f"discriminator-frozen-blocks must be in [0, {d_blocks}] (the discriminator's "
              f"convolution blocks at {self.image_size} px), got "
              f"{self.discriminator_frozen_blocks}"),
-            (self.discriminator_subspace >= 0,
-             "discriminator-subspace must be >= 0 (0 = off)"),
             (self.discriminator_channels >= 0,
              "discriminator-channels must be >= 0 (0 = base-channels)"),
             (self.min_sites >= 1, "min-sites must be >= 1"),
