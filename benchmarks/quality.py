@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from client.data.sources import load_site_dataset  # noqa: E402
 from client.dp_training import LocalTrainer, resolve_device  # noqa: E402
 from client.embedding_release import make_release  # noqa: E402
-from medgan_models.config import ConfigError, RunConfig  # noqa: E402
+from medgan_models.config import ConfigError, RunConfig, parse_overrides  # noqa: E402
 from medgan_models.networks import build_models  # noqa: E402
 from benchmarks.quality_results import (COLUMNS, METRICS, combine_seeds,  # noqa: E402
                                         combined, report)
@@ -137,22 +136,6 @@ def rounds_for_budget(seconds: float, sites: int, local_steps: int, step_s: floa
         site_steps = math.ceil(sites / at_once) * max(1.0, at_once / max(1, cores))
     per_round = local_steps * step_s * site_steps * ROUND_OVERHEAD + ROUND_FIXED_S
     return max(1, int(seconds / per_round))
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``--set KEY=VALUE`` pairs as run-config keys (a VALUE is read as a TOML value, else kept
-    as text), checked against the run config: an unknown key or bad value is a ConfigError."""
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = (part.strip() for part in pair.partition("="))
-        if not sep or not key:
-            raise ConfigError(f"--set takes KEY=VALUE, got '{pair}'")
-        try:
-            values[key] = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            values[key] = text
-    RunConfig.from_mapping(values)
-    return values
 
 
 def run_setting(name: str, rounds: int, out: Path, base: dict[str, Any] | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -262,3 +263,19 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             f"config key '{name.replace('_', '-')}' expects {kind}, got {value!r}"
         ) from None
     return value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as run-config keys (a VALUE is read as a TOML value, else kept
+    as text), checked against the run config: an unknown key or bad value is a ConfigError."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or not key:
+            raise ConfigError(f"--set takes KEY=VALUE, got '{pair}'")
+        try:
+            values[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key] = text
+    RunConfig.from_mapping(values)
+    return values

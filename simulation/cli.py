@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from client.data import DataError
-from medgan_models.config import LOSSES, ConfigError, RunConfig
+from medgan_models.config import LOSSES, ConfigError, RunConfig, parse_overrides
 from server.checkpoint import latest_checkpoint, load_checkpoint
 from server.run_records import read_summary
 
@@ -60,6 +60,9 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
                         "the one-run privacy audit (medgan audit)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--config", metavar="FILE", help="TOML file with run-config keys")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="run-config keys, over --config and the flags above, e.g. "
+                        "--set site-output-layer=false mean-embedding=0")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     p.add_argument("--ray-address", metavar="ADDRESS",
                    help="run the virtual hospitals on a running Ray cluster (HOST:PORT of its "
@@ -162,6 +165,7 @@ def simulate_config(args: argparse.Namespace) -> tuple[RunConfig, int]:
             values[key] = getattr(args, flag)
     if args.epsilon is not None:
         values["target-epsilon"] = values["max-epsilon"] = args.epsilon
+    values.update(parse_overrides(args.set))
     if args.resume:
         values["resume"] = values["out-dir"] = args.resume
     elif "out-dir" not in values:

@@ -27,6 +27,21 @@ def test_flags_override_the_config_file(tmp_path):
     assert config.out_dir == str(tmp_path / "o")
 
 
+def test_set_overrides_the_flags_and_the_config_file(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('site-output-layer = true\nloss = "hinge"\n')
+    config, _ = parse("--config", str(path), "--loss", "hinge", "--set",
+                      "site-output-layer=false", "loss=minimax", "mean-embedding=2.5")
+    assert config.site_output_layer is False and config.loss == "minimax"
+    assert config.mean_embedding == 2.5
+    config, _ = parse("--set", "loss=minimax", "--rounds", "3", "--set", "mean-embedding=0")
+    assert config.loss == "minimax" and config.mean_embedding == 0  # both --set count
+    with pytest.raises(ConfigError, match="did you mean 'site-output-layer'"):
+        parse("--set", "site-output-layers=false")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse("--set", "site-output-layer")
+
+
 def test_a_broken_toml_file_is_named(tmp_path):
     path = tmp_path / "broken.toml"
     path.write_text("num-rounds = = 3\n")

@@ -10,8 +10,9 @@ from medgan_models.conditional_norm import ConditionalBatchNorm2d
 from medgan_models.config import RunConfig
 from medgan_models.networks import build_models
 
+# one shared last block (site-output-layer off): the norms alone decide whether codes differ
 CONFIG = RunConfig(image_size=16, num_sites=3, batch_size=8, latent_dim=16, base_channels=8,
-                   mean_embedding=0.0)
+                   mean_embedding=0.0, site_output_layer=False)
 
 
 def _randomised(norm: ConditionalBatchNorm2d) -> ConditionalBatchNorm2d:
