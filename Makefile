@@ -36,7 +36,7 @@ DEMO_OUT := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 endif
 
 # The demo is a short run (20 rounds of 10 steps): it takes the recipe that learns fastest in a
-# few dozen rounds, the minimax loss and one shared last generator block (FRD 38 at round 20
+# few dozen rounds, the minimax loss and one shared last generator block (FRD 37 at round 20
 # against the defaults' 94); the defaults are tuned for the quality benchmark's ~250 rounds
 # (README, "What quality to expect"). DEMO_FLAGS= runs the defaults.
 DEMO_FLAGS ?= --loss minimax --set site-output-layer=false
