@@ -165,3 +165,19 @@ def test_evaluate_recomputes_a_checkpoints_metrics_raw_or_with_more_samples(run_
     assert "eval-samples must be >= 10" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path)]) == 2
     assert "no checkpoints" in capsys.readouterr().err
+
+
+def test_embedding_noise_reads_every_site_of_a_simulated_run(run_dir, capsys):
+    """benchmarks/embedding_noise.py on a finished run: a row per site and class, each site's
+    release read back and its clean mean recomputed from the site's own images."""
+    from benchmarks import embedding_noise
+
+    rows = embedding_noise.run_alignment(run_dir)
+    assert {r["site"] for r in rows} == {"site-0", "site-1"}
+    for r in rows:
+        assert r["images"] >= embedding_noise.MIN_CLASS_IMAGES and -1 <= r["cosine"] <= 1
+        # 1,024 features, noise multiplier 5, a few dozen images: the noise dwarfs the rest
+        assert r["noise_norm"] > r["fake_to_clean"] > 0 and not r["matched"]
+        assert r["fake_to_release"] <= r["fake_to_clean"] + r["noise_norm"] + 1e-5
+    assert embedding_noise.main([str(run_dir)]) == 0
+    assert capsys.readouterr().out.count("not matched") == len(rows)
