@@ -25,7 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from client.embedding_release import embedding_path, feature_map  # noqa: E402
+from client.embedding_release import embedding_path, load_release  # noqa: E402
 from client.site import site_config, train_and_holdout  # noqa: E402
 from medgan_models.sampling import generator_from_state, sample_images  # noqa: E402
 from server.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint  # noqa: E402
@@ -64,26 +64,25 @@ def run_alignment(run_dir: Path, checkpoint: Path | None = None) -> list[dict[st
         release_file = embedding_path(site.ledger_dir, config)
         if not release_file.exists():
             raise FileNotFoundError(f"{site.site_id}: no mean-embedding release {release_file}")
-        release = torch.load(release_file, weights_only=True)
+        release = load_release(release_file, config)
         train, _ = train_and_holdout(config, site)
         generator = generator_from_state(saved.release_weights, config)
         labels = torch.from_numpy(train.labels).long()
-        sites = torch.full((len(labels),), site.site_code(config) or 0)
+        sites = (torch.full((len(labels),), site.site_code(config))
+                 if config.site_conditional else None)
         fake = sample_images(generator, labels if config.conditional else None, len(labels),
-                             seed=config.seed,
-                             sites=sites if config.site_conditional else None)
+                             seed=config.seed, sites=sites)
         real = torch.from_numpy(train.images).float()
         if not config.conditional:
             labels = torch.zeros_like(labels)
-        features = feature_map(config)
-        for c in range(release["means"].shape[0]):
+        for c in range(release.means.shape[0]):
             chosen = labels == c
             if int(chosen.sum()) < MIN_CLASS_IMAGES:
                 continue
             rows.append({"site": site.site_id, "class": c, "images": int(chosen.sum()),
-                         "matched": float(release["weights"][c]) > 0,
-                         **alignment(features, real[chosen], fake[chosen],
-                                     release["means"][c])})
+                         "matched": float(release.weights[c]) > 0,
+                         **alignment(release.features, real[chosen], fake[chosen],
+                                     release.means[c])})
     return rows
 
 

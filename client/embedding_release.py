@@ -87,6 +87,12 @@ def site_embedding(config: RunConfig, data: SiteData, ledger: PrivacyLedger,
         torch_save_atomically({"means": embedding.means, "weights": embedding.weights,
                                "counts": embedding.counts}, path)
         return embedding
+    return load_release(path, config)
+
+
+def load_release(path: Path, config: RunConfig) -> MeanEmbedding:
+    """A kept release read back (nothing recorded: reading it spends no budget); a clear
+    error naming the file when it is unreadable."""
     try:
         saved = torch.load(path, weights_only=True)
         return MeanEmbedding(feature_map(config), saved["means"], saved["weights"],
